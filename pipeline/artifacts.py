@@ -1,0 +1,69 @@
+"""Where each stage's artifacts live, and how a trained ticket is saved and loaded.
+
+Round 0 is the dense run of a seed; round k >= 1 is the k-th IMP round. Each stage writes its own
+folder (DVC outputs must not overlap): r{k}/prune, r{k}/rewind, r{k}/train.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .config import Params
+from .io import load_torch, save_torch
+from .masks import Mask
+from .unet import UNet, build_unet
+
+ROOT = Path("artifacts")
+
+
+def init_dir() -> Path:
+    return ROOT / "init"
+
+
+def round_dir(seed: int, k: int) -> Path:
+    return ROOT / "imp" / f"s{seed}" / f"r{k}"
+
+
+def train_dir(seed: int, k: int) -> Path:
+    return round_dir(seed, k) / "train"
+
+
+def prune_dir(seed: int, k: int) -> Path:
+    return round_dir(seed, k) / "prune"
+
+
+def rewind_dir(seed: int, k: int) -> Path:
+    return round_dir(seed, k) / "rewind"
+
+
+def checkpoint_path(seed: int, k: int) -> Path:
+    # persist: true in dvc.yaml, so a killed stage resumes from here
+    return ROOT / "checkpoints" / f"s{seed}-r{k}.pt"
+
+
+def eval_dir(seed: int, k: int) -> Path:
+    return ROOT / "eval" / f"s{seed}" / f"r{k}"
+
+
+def new_model(params: Params) -> UNet:
+    return build_unet(params.model, params.data.channels, params.data.image_size)
+
+
+def save_ticket(path: Path, model: nn.Module, ema: nn.Module, mask: Optional[Mask], **meta) -> None:
+    """A trained network: raw weights (pruning reads them), EMA weights (sampling reads them), the
+    mask it was trained under (None for the dense run)."""
+    save_torch({"model": model.state_dict(), "ema": ema.state_dict(),
+                "mask": mask.state_dict() if mask is not None else None, "meta": meta}, path)
+
+
+def load_ticket(path: Path, params: Params, device: torch.device | str = "cpu"):
+    """(model, ema, mask or None, meta) from `save_ticket`'s file."""
+    state = load_torch(path, map_location=device)
+    model, ema = new_model(params).to(device), new_model(params).to(device)
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    mask = Mask.from_state_dict(state["mask"]).to(device) if state["mask"] is not None else None
+    return model.eval(), ema.eval(), mask, state.get("meta", {})

@@ -1,0 +1,60 @@
+"""Atomic writes: a killed stage never leaves a half-written artifact behind."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_torch(obj: Any, path: str | Path) -> Path:
+    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_torch(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    # state dicts and plain tensors only: weights_only keeps loading safe
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def save_json(obj: Any, path: str | Path) -> Path:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    return _atomic(path, write)
+
+
+def load_json(path: str | Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_text(text: str, path: str | Path) -> Path:
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def save_figure(fig, path: str | Path, **kwargs) -> Path:
+    import matplotlib.pyplot as plt
+
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    out = _atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, bbox_inches="tight", **kwargs))
+    plt.close(fig)
+    return out
