@@ -61,3 +61,9 @@ def test_fingerprint_changes_with_recipe(tiny):
     a, b = tiny(), tiny(train={"lr": 5e-4})
     assert a.fingerprint("train") != b.fingerprint("train")
     assert a.fingerprint("data") == b.fingerprint("data")
+
+
+def test_paper_params_file_is_valid():
+    params = load_params(ROOT / "params" / "cifar10-paper.yaml")
+    assert params.data.dataset == "cifar10" and params.model.dim == 64
+    assert params.target_sparsity >= 0.9

@@ -1,0 +1,59 @@
+"""`lth-diffusion`: the command line around the DVC pipeline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .config import ConfigError, load_params
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Lottery-ticket winning tickets in diffusion U-Nets, as a DVC pipeline (run it with `dvc repro`).")
+report_app = typer.Typer(no_args_is_help=True, help="Reports across runs and experiments.")
+app.add_typer(report_app, name="report")
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def check(params: Path = typer.Argument(Path("params.yaml"), help="params file to validate")) -> None:
+    """Validate a params file and print what the study will do."""
+    try:
+        p = load_params(params)
+    except ConfigError as err:
+        _fail(err)
+    from .artifacts import new_model
+    from .masks import Mask
+
+    model = new_model(p)
+    mask = Mask.dense(model, p.sparsity.include, p.sparsity.exclude)
+    n = sum(t.numel() for t in model.parameters())
+    typer.echo(f"{params}: ok")
+    typer.echo(f"  data      {p.data.dataset} at {p.data.image_size}x{p.data.image_size}x{p.data.channels}")
+    typer.echo(f"  model     {n:,} parameters, {mask.total():,} prunable in {len(mask)} tensors")
+    typer.echo(f"  imp       seeds {list(p.imp.seeds)}, {len(p.imp.rounds)} rounds of {p.sparsity.rate:.0%} "
+               f"({p.sparsity.schedule}) -> {p.target_sparsity:.2%} sparsity; rewind {p.rewind.mode}"
+               + (f" to step {p.rewind.step}" if p.rewind.mode == "checkpoint" else ""))
+    typer.echo(f"  training  {p.train.steps} dense steps, {p.retrain_steps()} per retrain, batch {p.train.batch_size}")
+    typer.echo(f"  eval      FID/KID with {p.eval.feature_extractor}, {p.eval.num_samples} samples, "
+               f"DDIM-{p.eval.sampling_steps}, seeds {list(p.eval.seeds)}")
+
+
+@report_app.command("compare")
+def report_compare(out: Path = typer.Option(Path("reports/compare"), help="output folder")) -> None:
+    """Draw the workspace and every DVC experiment (e.g. uniform vs layerwise) on shared plots."""
+    from .compare import compare
+
+    try:
+        paths = compare(out_dir=out)
+    except ConfigError as err:
+        _fail(err)
+    for path in paths:
+        typer.echo(str(path))
+
+
+if __name__ == "__main__":
+    app()
