@@ -1,0 +1,335 @@
+"""The per-run report (pipeline.report) on a fake results set, and the cross-experiment comparison
+(pipeline.compare) on crafted and real `dvc exp show --json` output."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline.config import ConfigError, parse_params
+from pipeline.report import build_report, png_data_uri, sparsest_within_tolerance
+
+SEEDS, ROUNDS = (1, 2), (1, 2, 3)
+LAYERS = ["time_embed.1.weight", "down.0.blocks.0.conv1.weight", "down.1.blocks.0.conv1.weight",
+          "mid_block1.conv1.weight", "up.0.blocks.0.conv1.weight", "up.1.blocks.0.conv2.weight",
+          "final_block.conv1.weight"]
+FIDS = {0: 50.0, 1: 55.5, 2: 59.25, 3: 80.125}  # dense + 3 rounds; within 10 of dense: rounds 1, 2
+
+
+def _params(**report):
+    return parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+                         "eval": {"seeds": [1]}, "report": report})
+
+
+def _metrics(seed: int, k: int, schedule: str = "uniform", fid: float | None = None, **extra) -> dict:
+    sparsity = 1 - 0.45 ** k
+    return {"seed": seed, "round": k, "schedule": schedule, "sparsity": sparsity, "prunable_total": 10000,
+            "prunable_kept": round(10000 * (1 - sparsity)), "params_total": 12000,
+            "params_kept": 2000 + round(10000 * (1 - sparsity)), "macs_dense": 3_000_000,
+            "macs": int(3_000_000 * (1 - 0.8 * sparsity)), "storage_bytes": int(48000 * (1 - 0.7 * sparsity)),
+            "storage_dense_bytes": 48000, "fid": FIDS[k] if fid is None else fid, "kid_mean": 0.01 * (k + 1),
+            "kid_std": 0.001, "heldout_loss": 0.04 + 0.001 * k, "feature_extractor": "classifier",
+            "num_samples": 500, "sampler": "DDIM-50", **extra}
+
+
+def _png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((34, 34), value, dtype=np.uint8)).save(path)
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def make_fake_results(root: Path, with_optional: bool = True, controls: bool = False) -> None:
+    for seed in SEEDS:
+        for k in (0, *ROUNDS):
+            _write(root / f"eval/s{seed}/r{k}/metrics.json", _metrics(seed, k))
+            _png(root / f"eval/s{seed}/r{k}/samples.png", 40 * k + 10)
+        for k in ROUNDS:
+            sp = 1 - 0.45 ** k
+            layers = {n: {"total": 100 * (i + 1), "kept": int(100 * (i + 1) * (1 - sp)), "sparsity": sp + 0.01 * i - 0.03}
+                      for i, n in enumerate(LAYERS)}
+            _write(root / f"imp/s{seed}/r{k}/prune/mask.json",
+                   {"total": 2800, "kept": int(2800 * (1 - sp)), "sparsity": sp, "layers": layers,
+                    "seed": seed, "round": k, "schedule": "uniform", "rate": 0.55})
+    if controls:  # a control run kept beside the main layout
+        for k in ROUNDS:
+            _write(root / f"eval/controls/reinit/s1/r{k}/metrics.json", _metrics(1, k, fid=90.0 + k, rewind="reinit"))
+    _write(root / "eval/s1/r7/metrics.json", _metrics(1, 3, fid=1.0))  # stale: round 7 not in params
+    if with_optional:
+        rows = [{"round": k, "layer": n, "block": b, "depth": d, "metric": m, "value": v}
+                for k in ROUNDS for d, (n, b) in enumerate(zip(LAYERS, ["time", "down0", "down1", "mid", "up0", "up1", "output"]))
+                for m, v in (("kappa", 0.9 - 0.1 * d), ("jaccard", 0.8 - 0.05 * d), ("jaccard_chance", 0.3))]
+        (root / "similarity").mkdir(parents=True)
+        pd.DataFrame(rows).to_csv(root / "similarity/similarity.csv", index=False)
+        _write(root / "similarity/summary.json", {"metric": "kappa", "finding": "Upstream layers agree more (fake)."})
+        _write(root / "layer_rates/rates.json", {"metric": "kappa", "strength": 1.0, "target_sparsity": 0.9,
+                                                 "agreement": {n: 0.9 - 0.1 * i for i, n in enumerate(LAYERS)},
+                                                 "weights": {n: 0.5 + 0.2 * i for i, n in enumerate(LAYERS)}})
+
+
+EXPECTED = ["fid_vs_sparsity.png", "fid_vs_cost.png", "layer_sparsity.png", "similarity_heatmap.png",
+            "similarity_depth.png", "layer_rates.png", "samples.png", "summary.md", "index.html",
+            "fid_vs_sparsity.csv", "metrics.json"]
+
+
+def _summary_rows(md: str) -> list[dict]:
+    """The 'Results per round' table of summary.md as dicts."""
+    section = md.split("## Results per round", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One report on the fake results (with a control run), built once for the tests that read it."""
+    pytest.importorskip("pipeline.similarity")  # block colours and similarity figures come from it
+    root = tmp_path_factory.mktemp("run")
+    make_fake_results(root / "artifacts", controls=True)
+    written = build_report(_params(fid_tolerance=10.0), out_dir=root / "reports", artifacts_root=root / "artifacts")
+    return root, written
+
+
+def test_report_writes_every_file(report):
+    root, written = report
+    out = root / "reports"
+    assert sorted(p.name for p in written) == sorted(EXPECTED)
+    for name in EXPECTED:
+        path = out / name
+        assert path.stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert Image.open(path).size[0] > 200
+    assert "Notes" not in (out / "summary.md").read_text()  # nothing optional was missing
+
+
+def test_summary_numbers_equal_the_metrics_files(report):
+    root, _ = report
+    out = root / "reports"
+    rows = _summary_rows((out / "summary.md").read_text())
+    assert [int(r["round"]) for r in rows] == [0, *ROUNDS]
+    for r in rows:
+        m = json.loads((root / f"artifacts/eval/s1/r{r['round']}/metrics.json").read_text())
+        assert float(r["FID"]) == pytest.approx(m["fid"], abs=0.005)
+        assert float(r["sparsity (%)"]) == pytest.approx(100 * m["sparsity"], abs=0.005)
+        assert int(r["params kept"].replace(",", "")) == m["params_kept"]
+        assert float(r["MACs (MMACs)"]) == pytest.approx(m["macs"] / 1e6, abs=5e-4)
+        assert float(r["storage (KiB)"]) == pytest.approx(m["storage_bytes"] / 1024, abs=0.05)
+        assert float(r["KID"].split("±")[0]) == pytest.approx(m["kid_mean"], abs=5e-5)
+        assert float(r["heldout loss"]) == pytest.approx(m["heldout_loss"], abs=5e-6)
+
+    csv = pd.read_csv(out / "fid_vs_sparsity.csv")
+    main = csv[(csv["seed"] == 1) & (csv["rewind"] == "checkpoint")].sort_values("round")
+    assert main["round"].tolist() == [0, *ROUNDS]  # stale r7 left out
+    assert main["fid"].tolist() == [FIDS[k] for k in (0, *ROUNDS)]
+    assert (main["schedule"] == "uniform").all()
+    ctrl = csv[csv["rewind"] == "reinit"].sort_values("round")
+    assert ctrl["fid"].tolist() == [91.0, 92.0, 93.0]
+    assert np.allclose(csv["remaining_pct"], 100 * (1 - csv["sparsity"]))
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dense_fid"] == FIDS[0] and metrics["final_fid"] == FIDS[3]
+    assert metrics["final_sparsity"] == pytest.approx(1 - 0.45 ** 3)
+    assert metrics["sparsest_within_tolerance"]["round"] == 2
+    assert metrics["feature_extractor"] == "classifier" and metrics["num_samples"] == 500
+
+    md = (out / "summary.md").read_text()
+    assert "Upstream layers agree more (fake)." in md
+    assert "round 2 at 79.75% sparsity" in md
+    assert "classifier feature extractor on 500 generated samples" in md
+
+
+def test_html_is_self_contained(report):
+    root, written = report
+    out = root / "reports"
+    page = (out / "index.html").read_text()
+    assert "http" not in page.lower()
+    assert "<script" not in page and "<link" not in page
+    n_png = sum(p.suffix == ".png" for p in written)
+    assert page.count("data:image/png;base64,") == n_png == 7
+    assert "Upstream layers agree more (fake)." in page
+
+
+def test_png_data_uri_avoids_http_by_chance():
+    import base64
+    # PNG-like bytes whose base64 spells 'http' (case-insensitively) after the header
+    body = b"\x89PNG\r\n\x1a\n" + b"\x00" * 25
+    spell = base64.b64decode("aHTTpAAA")  # 6 bytes whose base64 starts with 'aHTTp'
+    raw = body + b"\x00\x00\x00" + spell * 50
+    assert "http" in base64.b64encode(raw).decode().lower()
+    uri = png_data_uri(raw)
+    assert "http" not in uri.lower()
+    decoded = base64.b64decode(uri.split(",", 1)[1])
+    assert decoded[:33] == raw[:33] and decoded.endswith(raw[33:])  # only a chunk was inserted
+
+
+def test_sparsest_within_tolerance_picks_the_sparsest_qualifying_round():
+    rows = pd.DataFrame({"round": [0, 1, 2, 3, 4], "sparsity": [0.0, 0.5, 0.75, 0.875, 0.94],
+                         "fid": [40.0, 52.0, 45.0, 49.5, 60.0]})
+    # round 1 is outside (+12), rounds 2 and 3 inside, round 4 outside: the sparsest inside is 3
+    assert int(sparsest_within_tolerance(rows, 10.0)["round"]) == 3
+    assert int(sparsest_within_tolerance(rows, 9.5)["round"]) == 3  # boundary counts as within
+    assert int(sparsest_within_tolerance(rows, 5.0)["round"]) == 2
+    assert sparsest_within_tolerance(rows, 4.0) is None
+    better = rows.assign(fid=[40.0, 30.0, 35.0, 39.0, 41.0])  # better than dense also qualifies
+    assert int(sparsest_within_tolerance(better, 0.5)["round"]) == 3
+
+
+def test_missing_metrics_names_the_file_and_stage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_fake_results(Path("artifacts"), with_optional=False)
+    os.remove("artifacts/eval/s1/r2/metrics.json")
+    with pytest.raises(ConfigError, match=r"artifacts/eval/s1/r2/metrics.json: missing; .*stage 'eval' \(seed 1, round 2\)"):
+        build_report(_params())
+
+
+def test_stage_entry_without_optional_inputs(tmp_path):
+    """`python -m stages.report` in a run without similarity/rates and no ticket within tolerance."""
+    pytest.importorskip("pipeline.similarity")
+    make_fake_results(tmp_path / "artifacts", with_optional=False)
+    (tmp_path / "params.yaml").write_text(json.dumps(_params(fid_tolerance=1.0).model_dump(mode="json")))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "-m", "stages.report"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "reports"
+    skipped = {"similarity_heatmap.png", "similarity_depth.png", "layer_rates.png"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(set(EXPECTED) - skipped)
+    md = (out / "summary.md").read_text()
+    assert "no ticket stays within ΔFID ≤ 1 of dense" in md
+    assert "similarity.csv not found" in md and "rates.json not found" in md
+    assert json.loads((out / "metrics.json").read_text())["sparsest_within_tolerance"] is None
+    assert (out / "index.html").read_text().count("data:image/png;base64,") == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# compare
+# ------------------------------------------------------------------------------------------------
+def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkpoint", seeds=(1,)) -> dict:
+    metrics = {f"artifacts/eval/s{s}/r{k}/metrics.json": {"data": _metrics(s, k, schedule if k else "uniform", fid=f + s)}
+               for s in seeds for k, f in enumerate(fids)}
+    metrics["reports/metrics.json"] = {"data": {"dense_fid": fids[0]}}
+    return {"rev": rev, "name": name, "data": {
+        "rev": rev, "timestamp": None, "deps": {}, "outs": {}, "meta": {}, "metrics": metrics,
+        "params": {"params.yaml": {"data": {"sparsity": {"schedule": schedule}, "rewind": {"mode": rewind},
+                                            "report": {"fid_tolerance": 10.0}}}}},
+        "error": None, "experiments": None}
+
+
+def _exp_show() -> list[dict]:
+    """The shape of DVC 3.67's `dvc exp show --json` (captured from a throwaway repo)."""
+    workspace = _rev("workspace", None, "global", [50, 55, 70])
+    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2))
+    glob = _rev("b" * 40, "glob", "global", [50, 55, 70])  # the workspace after `dvc exp run -n glob`
+    lw = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 59], rewind="init")
+    broken = {"rev": "d" * 40, "name": "bad", "data": {}, "error": {"type": "X", "msg": "boom"}, "experiments": None}
+    base["experiments"] = [{"revs": [glob], "executor": None, "name": "glob"},
+                           {"revs": [lw], "executor": None, "name": "lw"},
+                           {"revs": [broken], "executor": None, "name": "bad"}]
+    return [workspace, base]
+
+
+def test_parse_exp_show():
+    from pipeline.compare import parse_exp_show, summary_table
+
+    rows, exps, notes = parse_exp_show(_exp_show())
+    assert exps["experiment"].tolist() == ["glob", "lw", "main"]  # workspace == glob, shown once
+    assert exps.set_index("experiment")["schedule"].to_dict() == {"glob": "global", "lw": "layerwise", "main": "uniform"}
+    assert exps.set_index("experiment").loc["lw", "rewind"] == "init"
+    assert any("workspace" in n and "glob" in n for n in notes)
+    assert any(n.startswith("bad:") and "boom" in n for n in notes)
+    lw = rows[rows["experiment"] == "lw"].sort_values("round")
+    assert lw["round"].tolist() == [0, 1, 2, 3] and lw["fid"].tolist() == [51, 53, 57, 60]
+    assert len(rows[rows["experiment"] == "main"]) == 8  # 2 seeds x 4 rounds
+
+    summary = summary_table(rows, exps, 10.0).set_index("experiment")
+    assert summary.loc["main", "dense_fid"] == 51.5  # mean over seeds 1 and 2
+    assert summary.loc["main", "final_fid"] == 76.5
+    # mean FIDs 51.5, 59.5, 64.5, 76.5: only round 1 is within 10 of dense
+    assert summary.loc["main", "sparsest_within_tol_round"] == 1
+    assert summary.loc["lw", "sparsest_within_tol_round"] == 3  # 51, 53, 57, 60
+    assert summary.loc["glob", "sparsest_within_tol_round"] == 1  # 51, 56, 71
+
+
+def test_compare_outputs_from_captured_json(tmp_path, monkeypatch):
+    import pipeline.compare as C
+
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show())
+    written = C.compare(tmp_path / "cmp", tmp_path)
+    assert {p.name for p in written} == {"compare_fid_vs_sparsity.png", "compare_fid_vs_macs.png", "compare.csv",
+                                         "compare_rounds.csv", "compare.md"}
+    md = (tmp_path / "cmp/compare.md").read_text()
+    for name in ("glob", "lw", "main"):
+        assert f"| {name} |" in md
+    assert "workspace" in md  # named in the notes as identical to glob
+    csv = pd.read_csv(tmp_path / "cmp/compare.csv")
+    assert set(csv["schedule"]) == {"global", "layerwise", "uniform"}
+
+
+def test_compare_outside_dvc_repo(tmp_path):
+    from pipeline.compare import compare
+
+    with pytest.raises(ConfigError, match="not inside a DVC repository"):
+        compare(tmp_path / "out", tmp_path)
+
+
+@pytest.mark.slow
+def test_compare_on_a_real_dvc_repo(tmp_path):
+    """Two DVC experiments in a throwaway repo, read back through `dvc exp show --json`."""
+    from pipeline.compare import compare
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t", DVC_NO_ANALYTICS="1")
+
+    def sh(*cmd):
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    (tmp_path / "params.yaml").write_text("sparsity:\n  schedule: uniform\nrewind:\n  mode: checkpoint\n"
+                                          "imp:\n  rounds: [{k: 1, prev: 0}, {k: 2, prev: 1}]\n")
+    (tmp_path / "run.py").write_text(
+        "import json, os, sys, yaml\n"
+        "p = yaml.safe_load(open('params.yaml')); k = int(sys.argv[1])\n"
+        "d = f'artifacts/eval/s1/r{k}'; os.makedirs(d, exist_ok=True)\n"
+        "bump = {'uniform': 0, 'layerwise': 5, 'global': 9}[p['sparsity']['schedule']] if k else 0\n"
+        "json.dump({'seed': 1, 'round': k, 'schedule': p['sparsity']['schedule'], 'sparsity': 1 - 0.5 ** k,\n"
+        "           'fid': 40 + 10 * k + bump, 'kid_mean': 0.01, 'macs': 10**6 // (k + 1), 'storage_bytes': 1000,\n"
+        "           'feature_extractor': 'classifier', 'num_samples': 500}, open(d + '/metrics.json', 'w'))\n")
+    py = shlex.quote(sys.executable)
+    metric = lambda path: [{path: {"cache": False}}]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "dense": {"cmd": f"{py} run.py 0", "deps": ["run.py"], "metrics": metric("artifacts/eval/s1/r0/metrics.json")},
+        "eval": {"foreach": "${imp.rounds}", "do": {
+            "cmd": f"{py} run.py ${{item.k}}", "deps": ["run.py"], "params": ["sparsity.schedule", "rewind.mode"],
+            "metrics": metric("artifacts/eval/s1/r${item.k}/metrics.json")}}}}))
+    sh("git", "init", "-q")
+    sh(sys.executable, "-m", "dvc", "init", "-q")
+    sh(sys.executable, "-m", "dvc", "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "baseline")
+    sh(sys.executable, "-m", "dvc", "exp", "run", "-q", "-n", "lw", "-S", "sparsity.schedule=layerwise")
+    sh(sys.executable, "-m", "dvc", "exp", "run", "-q", "-n", "gl", "-S", "sparsity.schedule=global",
+       "-S", "rewind.mode=init")
+
+    compare(tmp_path / "reports/compare", tmp_path)
+    csv = pd.read_csv(tmp_path / "reports/compare/compare.csv").set_index("experiment")
+    assert set(csv.index) >= {"lw", "gl"}
+    assert csv.loc["lw", "schedule"] == "layerwise" and csv.loc["gl", "rewind"] == "init"
+    assert csv.loc["lw", "final_fid"] == 65 and csv.loc["gl", "final_fid"] == 69
+    assert csv.loc["lw", "dense_fid"] == 40
+    rounds = pd.read_csv(tmp_path / "reports/compare/compare_rounds.csv")
+    assert sorted(rounds[rounds["experiment"] == "gl"]["fid"]) == [40, 59, 69]
