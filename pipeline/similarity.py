@@ -211,7 +211,7 @@ def layer_weights_from_agreement(agreement: Mapping[str, float], strength: float
 def round_fractions(kept: Mapping[str, int], rate: float, layer_weights: Optional[Mapping[str, float]] = None,
                     max_layer_rate: float = 0.9) -> dict[str, float]:
     """Fraction of its survivors each layer loses in one round removing uniform's total,
-    sum_l round(rate * kept_l): the uniform split, or the layerwise one given `layer_weights`."""
+    round(rate * sum_l kept_l): the uniform split, or the layerwise one given `layer_weights`."""
     from .pruning import layerwise_counts, uniform_counts
 
     counts = uniform_counts(kept, rate)

@@ -74,12 +74,14 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     steps (step 0 = the starting weights). `stop_after` exists for tests of resumption.
     """
     device = next(model.parameters()).device
-    data = data.to(device)
+    # channels-last convolutions are ~15 % faster on CPU (oneDNN) and the norm for tensor cores
+    model.to(memory_format=torch.channels_last)
+    data = data.to(device).contiguous(memory_format=torch.channels_last)
     bound = mask.bind(model) if mask is not None else None
     if bound is not None:
         bound.apply_()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     warmup = max(cfg.warmup_steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
     history: list[dict] = []

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.config import parse_params
+
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = ("pipeline", "stages", "dvc.yaml")
 
@@ -22,7 +24,9 @@ class DvcProject:
                 shutil.copytree(src, path / name, ignore=shutil.ignore_patterns("__pycache__"))
             else:
                 shutil.copy2(src, path / name)
-        (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        # DVC needs every key a stage names: write the complete, validated params
+        full = parse_params(params).model_dump(mode="json")
+        (path / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
         (path / ".gitignore").write_text("/artifacts/\n__pycache__/\n")
         self.env = dict(os.environ)
         # stage commands say `python`: make it this interpreter, and the package importable

