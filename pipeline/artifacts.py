@@ -48,6 +48,26 @@ def eval_dir(seed: int, k: int) -> Path:
     return ROOT / "eval" / f"s{seed}" / f"r{k}"
 
 
+def features_dir() -> Path:
+    return ROOT / "features"
+
+
+def classifier_path() -> Path:
+    return features_dir() / "classifier.pt"
+
+
+def reference_dir() -> Path:
+    return ROOT / "reference"
+
+
+def layer_rates_path() -> Path:
+    return ROOT / "layer_rates" / "rates.json"
+
+
+def similarity_dir() -> Path:
+    return ROOT / "similarity"
+
+
 def new_model(params: Params) -> UNet:
     return build_unet(params.model, params.data.channels, params.data.image_size)
 

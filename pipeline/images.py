@@ -12,8 +12,10 @@ from .data import to_uint8
 from .io import _atomic
 
 
-def save_grid(images: torch.Tensor, path: str | Path, scale: int = 2) -> Path:
-    """Images in [-1, 1] (N, C, H, W) as one square-ish grid PNG, upscaled `scale` times."""
+def save_grid(images: torch.Tensor, path: str | Path, scale: int | None = None) -> Path:
+    """Images in [-1, 1] (N, C, H, W) as one square-ish grid PNG, upscaled `scale` times
+    (by default enough that a small digit is about 48 pixels tall)."""
+    scale = scale or max(2, 48 // images.shape[-1])
     nrow = max(1, int(math.ceil(math.sqrt(len(images)))))
     grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=1, pad_value=255)
     arr = grid.permute(1, 2, 0).numpy()

@@ -76,7 +76,7 @@ def run_dense(params: Params, seed: int) -> None:
 def _layer_weights(params: Params) -> dict[str, float] | None:
     if params.sparsity.schedule != "layerwise":
         return None
-    return load_json(A.ROOT / "layer_rates" / "rates.json")["weights"]
+    return load_json(A.layer_rates_path())["weights"]
 
 
 def run_prune(params: Params, seed: int, k: int) -> None:

@@ -28,18 +28,6 @@ from .training import configure_threads, pick_device
 GRID_IMAGES = 64
 
 
-def features_dir() -> Path:
-    return A.ROOT / "features"
-
-
-def reference_dir() -> Path:
-    return A.ROOT / "reference"
-
-
-def classifier_path() -> Path:
-    return features_dir() / "classifier.pt"
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
@@ -47,7 +35,7 @@ def _sha256(data: bytes) -> str:
 def _extractor_digest(params: Params) -> str:
     """Identifies the extractor's weights, so stale reference statistics are caught."""
     if params.eval.feature_extractor == "classifier":
-        return _sha256(classifier_path().read_bytes())
+        return _sha256(A.classifier_path().read_bytes())
     if params.eval.inception_weights is None:
         return "torch-fidelity-release-6726825d"  # the release file name carries its hash
     return _sha256(Path(params.eval.inception_weights).read_bytes())
@@ -58,34 +46,34 @@ def run_features(params: Params) -> None:
     torch.set_num_threads(params.train.threads)  # a small CNN: CPU is enough, even next to a GPU
     images, labels = load_uint8(params.data)
     result = train_classifier(images, labels, params.features)
-    save_torch(classifier_state(result.net), classifier_path())
+    save_torch(classifier_state(result.net), A.classifier_path())
     report = {"dataset": params.data.dataset, "threads": params.train.threads, **result.report}
-    save_json(report, features_dir() / "features.json")
+    save_json(report, A.features_dir() / "features.json")
     acc = report["holdout_accuracy"]
     tqdm.write(f"features: classifier ({report['parameters']:,} params) trained {report['steps']} steps in "
                f"{report['train_seconds']:.1f} s; held-out accuracy "
-               f"{'n/a' if acc is None else f'{acc:.1%}'} on {report['holdout']} images -> {classifier_path()}")
+               f"{'n/a' if acc is None else f'{acc:.1%}'} on {report['holdout']} images -> {A.classifier_path()}")
 
 
 # -- reference ------------------------------------------------------------------------------------
 def run_reference(params: Params) -> None:
     configure_threads(params.train.threads)
-    extractor = make_extractor(params, classifier_path())
+    extractor = make_extractor(params, A.classifier_path())
     images, _ = load_uint8(params.data)
     start = time.perf_counter()
     feats = extract_features(extractor, images, params.eval.batch_size, progress=True)
     stats = fid_statistics(feats)
     floor = _real_floor(params, feats, stats)
     save_torch({"features": feats, "mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"])},
-               reference_dir() / "stats.pt")
+               A.reference_dir() / "stats.pt")
     info = {"feature_extractor": extractor.name, "feature_layer": extractor.layer,
             "feature_dim": int(feats.shape[1]), "num_images": len(images), "dataset": params.data.dataset,
             "image_size": params.data.image_size, "channels": params.data.channels,
             "data_sha256": _sha256(images.numpy().tobytes()), "extractor_sha256": _extractor_digest(params),
             **floor, "seconds": round(time.perf_counter() - start, 2)}
-    save_json(info, reference_dir() / "reference.json")
+    save_json(info, A.reference_dir() / "reference.json")
     tqdm.write(f"reference: {extractor.name} features ({info['feature_dim']}-d) of all {len(images):,} "
-               f"training images in {info['seconds']:.1f} s -> {reference_dir()}; a perfect generator's "
+               f"training images in {info['seconds']:.1f} s -> {A.reference_dir()}; a perfect generator's "
                f"FID at {floor['floor_num_samples']} samples: {floor['fid_real_floor']:.2f}")
 
 
@@ -100,7 +88,7 @@ def _real_floor(params: Params, feats: torch.Tensor, stats: dict) -> dict:
 
 
 def _load_reference(params: Params) -> tuple[dict, dict]:
-    path = reference_dir() / "reference.json"
+    path = A.reference_dir() / "reference.json"
     if not path.exists():
         raise ConfigError(f"{path} not found: run the 'reference' stage first (dvc repro reference)")
     info = load_json(path)
@@ -110,7 +98,7 @@ def _load_reference(params: Params) -> tuple[dict, dict]:
     if want != have:
         raise ConfigError(f"{path} was computed for (extractor, weights, dataset, size, channels) = {have}, "
                           f"params ask for {want}: rerun the 'reference' stage")
-    stats = load_torch(reference_dir() / "stats.pt")
+    stats = load_torch(A.reference_dir() / "stats.pt")
     return info, stats
 
 
@@ -136,7 +124,7 @@ def run_eval(params: Params, seed: int, k: int) -> None:
     if not ticket.exists():
         raise ConfigError(f"{ticket} not found: train round {k} of seed {seed} first")
     # fail fast on a missing extractor or stale reference, before minutes of sampling
-    extractor = make_extractor(params, classifier_path())
+    extractor = make_extractor(params, A.classifier_path())
     _, ref = _load_reference(params)
 
     _, ema, mask, _ = A.load_ticket(ticket, params, device)

@@ -7,7 +7,6 @@ init and dense training from cache).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -19,14 +18,6 @@ from .masks import Mask
 from .pruning import prune_round
 from .similarity import (EPS, agreement, compare_tickets, forward_layer_order, layer_weights_from_agreement,
                          plot_depth, plot_heatmap, round_fractions, summarize)
-
-
-def layer_rates_dir() -> Path:
-    return A.ROOT / "layer_rates"
-
-
-def similarity_dir() -> Path:
-    return A.ROOT / "similarity"
 
 
 def _seed_pair(params: Params) -> tuple[int, int]:
@@ -70,7 +61,7 @@ def run_layer_rates(params: Params) -> None:
         raise ConfigError(f"params.yaml: similarity.max_layer_rate = {cap} is invalid: too low for the layers "
                           f"to remove sparsity.rate = {rate} of all weights in one round") from None
     uniform = round_fractions(kept, rate)
-    out = layer_rates_dir()
+    out = A.layer_rates_path().parent
     save_json({
         "metric": metric, "strength": strength, "target_sparsity": target,
         "agreement": agree, "weights": weights, "preview": {n: preview[n] for n in order},
@@ -125,7 +116,7 @@ def run_similarity(params: Params) -> None:
         frames.append(df)
         labels[r.k] = f"round {r.k} ({masks[0].sparsity():.0%} sparse)"
     df = pd.concat(frames, ignore_index=True)
-    out = similarity_dir()
+    out = A.similarity_dir()
     save_text(df.to_csv(index=False), out / "similarity.csv")
     summary = summarize(df, "kappa", sizes, seeds=(a, b))
     summary.update(schedule=params.sparsity.schedule, rewind=params.rewind.mode,
