@@ -55,7 +55,9 @@ def test_second_repro_does_nothing(project):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("schedule", ["global", "layerwise"])
+# one schedule is enough to prove the DAG property (every schedule's prune stage is the same stage);
+# `global` itself is checked against torch.nn.utils.prune in test_masks_pruning
+@pytest.mark.parametrize("schedule", ["layerwise"])
 def test_schedule_experiment_reuses_dense_and_reruns_the_chain(project, schedule):
     uniform = {(s, k): mask_report(project.path, s, k) for s in (1, 2) for k in (1, 2)}
     out = project.dvc("exp", "run", "-S", f"sparsity.schedule={schedule}")
@@ -73,3 +75,26 @@ def test_schedule_experiment_reuses_dense_and_reruns_the_chain(project, schedule
     assert spread > 2 * uniform_spread + 0.01, "per-layer sparsities differ by layer"
     project.run("git", "checkout", "-q", "--", "params.yaml", "dvc.lock")
     project.dvc("checkout", "-q", check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", ["sparsity.schedule=global", "sparsity.schedule=lamp",
+                                    "sparsity.schedule=random", "rewind.mode=reinit", "rewind.mode=init"])
+def test_schedule_and_rewind_changes_leave_dense_training_cached(project, change):
+    """What DVC would run after a change (a dry run: nothing is computed)."""
+    params_file = project.path / "params.yaml"
+    original = params_file.read_text()
+    key, value = change.split("=")
+    section, name = key.split(".")
+    text = original.replace(f"  {name}: uniform", f"  {name}: {value}") if section == "sparsity" \
+        else original.replace("  mode: checkpoint", f"  mode: {value}")
+    assert text != original
+    params_file.write_text(text)
+    try:
+        out = project.dvc("repro", "--dry")
+    finally:
+        params_file.write_text(original)
+    would_run = project.ran(out.stdout)
+    assert not (would_run & UPSTREAM), would_run & UPSTREAM
+    expected = {"rewind@1-round0", "retrain@1-round0"} if section == "rewind" else {"prune@1-round0"}
+    assert expected <= would_run, would_run
