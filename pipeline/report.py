@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
 
+from . import artifacts as A
 from .config import ConfigError, Params  # noqa: E402
 from .io import load_json, save_figure, save_json, save_text  # noqa: E402
 
@@ -37,11 +38,12 @@ _MAIN_EVAL = re.compile(r"^s(\d+)/r(\d+)/metrics\.json$")
 # inputs
 # --------------------------------------------------------------------------------------------
 def eval_path(root: Path, seed: int, k: int) -> Path:
-    return Path(root) / "eval" / f"s{seed}" / f"r{k}"
+    """The eval stage's folder, under `root` instead of artifacts/ (the layout is artifacts.py's)."""
+    return Path(root) / A.eval_dir(seed, k).relative_to(A.ROOT)
 
 
 def prune_path(root: Path, seed: int, k: int) -> Path:
-    return Path(root) / "imp" / f"s{seed}" / f"r{k}" / "prune"
+    return Path(root) / A.prune_dir(seed, k).relative_to(A.ROOT)
 
 
 def _require(path: Path, stage: str, seed: int, k: int) -> Path:
