@@ -167,7 +167,7 @@ def claim_resolution(rows: pd.DataFrame, pairs: Sequence[dict], k: int, n: int,
         boots.append(boot)
         nulls.append(null)
     if not levels:
-        raise ValueError("no encoder/decoder block pair has prunable layers on both sides")
+        return None  # no encoder/decoder pair with prunable layers on both sides
     out = _result(float(np.mean([lv["effect"] for lv in levels])), np.mean(boots, axis=0), np.mean(nulls, axis=0))
     out["levels"] = levels
     return out
@@ -190,20 +190,31 @@ def claim_beyond_magnitude(ticket: pd.Series, own: pd.DataFrame, k: int, n: int,
     return out
 
 
-def _residual_contrast(x: np.ndarray, y: np.ndarray, h: int) -> np.ndarray:
-    """Upstream-minus-downstream mean of the residuals of y ~ a + b x, fitted on the last axis
-    (first h entries upstream, last h downstream); vectorised over leading axes."""
-    xc = x - x.mean(axis=-1, keepdims=True)
-    yc = y - y.mean(axis=-1, keepdims=True)
+def _residualize(v: np.ndarray, xc: np.ndarray) -> np.ndarray:
+    """v minus its least-squares fit on [1, x] along the last axis (xc: x centred)."""
+    vc = v - v.mean(axis=-1, keepdims=True)
     sxx = (xc * xc).sum(axis=-1, keepdims=True)
-    slope = np.where(sxx > 0, (xc * yc).sum(axis=-1, keepdims=True) / np.where(sxx > 0, sxx, 1.0), 0.0)
-    resid = yc - slope * xc
-    return resid[..., :h].mean(axis=-1) - resid[..., h:].mean(axis=-1)
+    slope = np.where(sxx > 0, (xc * vc).sum(axis=-1, keepdims=True) / np.where(sxx > 0, sxx, 1.0), 0.0)
+    return vc - slope * xc
 
 
-def claim_fan_in(path: pd.DataFrame, fan_in: Mapping[str, int], k: int, n: int) -> dict:
+def _partial_effect(x: np.ndarray, y: np.ndarray, h: int) -> np.ndarray:
+    """Coefficient of the upstream indicator in y ~ 1 + x + upstream (first h entries upstream, last
+    h downstream), by Frisch-Waugh-Lovell: regress y's residual on the indicator's residual, both
+    after fitting on [1, x]. The upstream-minus-downstream difference at equal log fan-in; NaN where
+    x determines the split. Vectorised over leading axes."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    d = np.broadcast_to(np.r_[np.ones(h), np.zeros(x.shape[-1] - h)], x.shape)
+    dr, yr = _residualize(d, xc), _residualize(y, xc)
+    ddd = (dr * dr).sum(axis=-1)
+    ok = ddd > 1e-9 * h
+    return np.where(ok, (dr * yr).sum(axis=-1) / np.where(ok, ddd, 1.0), np.nan)
+
+
+def claim_fan_in(path: pd.DataFrame, fan_in: Mapping[str, int], k: int, n: int) -> Optional[dict]:
     """Correlation of agreement with log fan-in over the path, and the upstream-vs-downstream effect
-    on the residuals of agreement regressed on log fan-in (fit over the two halves)."""
+    with log fan-in partialled out (both halves, fitted together). None when fan-in alone decides
+    which half a layer is in (the effect is then not identifiable)."""
     from scipy import stats
 
     x_all = np.log(path["layer"].map(fan_in).to_numpy(float))
@@ -217,22 +228,25 @@ def claim_fan_in(path: pd.DataFrame, fan_in: Mapping[str, int], k: int, n: int) 
     h = len(path) // 2
     sel = np.r_[0:h, len(path) - h:len(path)]
     x, y = x_all[sel], y_all[sel]
-    rng = _rng("fan_in", k)
-    iu, idn = rng.integers(0, h, (n, h)), h + rng.integers(0, h, (n, h))
-    boot_idx = np.concatenate([iu, idn], axis=1)
-    boot = _residual_contrast(x[boot_idx], y[boot_idx], h)
-    yc = y - y.mean()
-    xc = x - x.mean()
-    resid = yc - (xc @ yc / (xc @ xc) if xc @ xc > 0 else 0.0) * xc
-    shuffled = rng.permuted(np.tile(resid, (n, 1)), axis=1)
-    null = shuffled[:, :h].mean(axis=1) - shuffled[:, h:].mean(axis=1)
-    out = _result(float(_residual_contrast(x, y, h)), boot, null)
+    effect = float(_partial_effect(x, y, h))
     upstream = np.r_[np.ones(h), np.zeros(h)]
     collinear = float(np.corrcoef(x, upstream)[0, 1]) if np.ptp(x) > 0 else 0.0
-    out.update(r=r, r_p_value=p, correlation={"r": r, "p_value": p, "layers": len(path),
-                                              "test": "Pearson r of agreement with log fan-in over the path layers, "
-                                                      "t-test p-value"},
-               slope_per_log_fan_in=slope, fan_in_vs_upstream_r=collinear)
+    detail = {"r": r, "r_p_value": p, "slope_per_log_fan_in": slope, "fan_in_vs_upstream_r": collinear,
+              "correlation": {"r": r, "p_value": p, "layers": len(path),
+                              "test": "Pearson r of agreement with log fan-in over the path layers, t-test p-value"}}
+    if not np.isfinite(effect):
+        return {"effect": None, "ci": None, "p_value": None, **detail}
+    rng = _rng("fan_in", k)
+    idx = np.concatenate([rng.integers(0, h, (n, h)), h + rng.integers(0, h, (n, h))], axis=1)
+    boot = _partial_effect(x[idx], y[idx], h)
+    boot = boot[np.isfinite(boot)]  # resamples where fan-in happens to determine the split
+    # Freedman-Lane: permute the residuals of y ~ 1 + x; the indicator's coefficient on the
+    # permuted data reduces to perm(e) . d_res / |d_res|^2
+    xc = x - x.mean()
+    e, dr = _residualize(y, xc), _residualize(upstream, xc)
+    null = rng.permuted(np.tile(e, (n, 1)), axis=1) @ dr / (dr @ dr)
+    out = _result(effect, boot, null)
+    out.update(detail, residual_difference=float(e[:h].mean() - e[h:].mean()), bootstrap_resamples_used=len(boot))
     return out
 
 
@@ -251,6 +265,11 @@ def _claim(name: str, per_round: list[tuple[int, dict]], extra: dict) -> dict:
             **{key: v for key, v in last.items() if key not in ("effect", "ci", "p_value")}, **extra,
             "per_round": [{"round": kk, **{key: r[key] for key in keep if key in r}} for kk, r in per_round],
             "per_round_note": NESTED}
+
+
+def _unavailable(name: str, k: int, extra: dict) -> dict:
+    return {"effect": None, "ci": None, "ci_level": CI_LEVEL, "test": TEST[name], "p_value": None, "round": k,
+            "direction": "positive", "available": False, **extra}
 
 
 def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[str, int]] = None,
@@ -282,28 +301,43 @@ def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[s
             ticket = rows.set_index("layer")["value"]
             pair = None if start_pair is None else start_pair[start_pair["round"] == k].set_index("layer")["value"]
             claims_by_round["beyond_magnitude"].append((k, claim_beyond_magnitude(ticket, own, k, resamples, pair)))
-        claims_by_round["resolution_matched"].append((k, claim_resolution(rows, pairs, k, resamples, base)))
+        matched = claim_resolution(rows, pairs, k, resamples, base)
+        if matched is not None:
+            claims_by_round["resolution_matched"].append((k, matched))
         if fan_in is not None:
             claims_by_round["fan_in"].append((k, claim_fan_in(path, fan_in, k, resamples)))
 
     last = per_round[-1]["round"]
     claims = {"upstream_vs_downstream": _claim("upstream_vs_downstream", claims_by_round["upstream_vs_downstream"],
-                                               {"rule": SPLIT_RULE}),
-              "resolution_matched": _claim("resolution_matched", claims_by_round["resolution_matched"],
-                                           {"pairing_rule": PAIRING_RULE})}
+                                               {"rule": SPLIT_RULE})}
+    if claims_by_round["resolution_matched"]:
+        claims["resolution_matched"] = _claim("resolution_matched", claims_by_round["resolution_matched"],
+                                              {"pairing_rule": PAIRING_RULE, "available": True})
+    else:
+        claims["resolution_matched"] = _unavailable("resolution_matched", last, {
+            "pairing_rule": PAIRING_RULE, "levels": [],
+            "reason": "no encoder block and its same-resolution decoder block both have prunable layers"})
     if baseline is not None:
         claims["beyond_magnitude"] = _claim("beyond_magnitude", claims_by_round["beyond_magnitude"], {
             "available": True, "baseline_source": baseline_source,
             "baseline_is": f"per layer, each ticket's {metric} with the mask keeping exactly the ticket's per-layer "
                            "count of the largest-magnitude weights of that ticket's own rewind point"})
     else:
-        claims["beyond_magnitude"] = {"effect": None, "ci": None, "ci_level": CI_LEVEL, "test": TEST["beyond_magnitude"],
-                                      "p_value": None, "round": last, "direction": "positive", "available": False,
-                                      "baseline_source": baseline_source or "no magnitude baseline was given"}
+        claims["beyond_magnitude"] = _unavailable("beyond_magnitude", last, {
+            "baseline_source": baseline_source or "no magnitude baseline was given"})
     if fan_in is not None:
-        claims["fan_in"] = _claim("fan_in", claims_by_round["fan_in"], {
-            "effect_is": "upstream minus downstream mean residual of agreement regressed on log fan-in",
-            "p_value_is": "permutation p-value of the partialled effect; r_p_value is the correlation's"})
+        fan = claims_by_round["fan_in"]
+        extra = {"effect_is": "coefficient of the upstream-half indicator in agreement ~ 1 + log fan-in + upstream "
+                              "over the two halves' layers: the upstream-minus-downstream difference at equal log "
+                              "fan-in (Frisch-Waugh-Lovell: residual of agreement on log fan-in regressed on the "
+                              "indicator's residual); residual_difference is the plain mean residual difference",
+                 "p_value_is": "permutation p-value of the partialled effect; r_p_value is the correlation's"}
+        if fan[-1][1]["effect"] is None:
+            claims["fan_in"] = _unavailable("fan_in", last, {
+                **{key: v for key, v in fan[-1][1].items() if key not in ("effect", "ci", "p_value")}, **extra,
+                "reason": "log fan-in alone determines which half a layer is in, so its effect cannot be separated"})
+        else:
+            claims["fan_in"] = _claim("fan_in", [(kk, c) for kk, c in fan if c["effect"] is not None], extra)
 
     diffs = [r["difference"] for r in per_round]
     out = {"metric": metric, "agreement_is": METRIC_IS[metric], "seeds": list(seeds), "split": SPLIT_RULE,
@@ -343,15 +377,21 @@ def finding(claims: Mapping[str, dict], metric: str, seeds: Sequence[int], diffs
     parts = [f"At round {up['round']}, upstream layers of {pair} {verb} downstream ones "
              f"({metric} upstream minus downstream {_ci(up)}{rounds})"]
     res = claims["resolution_matched"]
-    verb = {"more": "agree more than", "less": "agree less than",
-            "same": "do not agree distinguishably more than"}[_side(res)]
-    parts.append(f"at matched resolution, encoder blocks {verb} their decoder counterparts "
-                 f"({_ci(res)}, mean over {len(res['levels'])} levels)")
+    if res.get("available", True):
+        verb = {"more": "agree more than", "less": "agree less than",
+                "same": "do not agree distinguishably more than"}[_side(res)]
+        parts.append(f"at matched resolution, encoder blocks {verb} their decoder counterparts "
+                     f"({_ci(res)}, mean over {len(res['levels'])} levels)")
+    else:
+        parts.append(f"no resolution-matched comparison: {res['reason']}")
     fan = claims.get("fan_in")
-    if fan is not None:
+    if fan is not None and fan.get("available") is False:
+        parts.append(f"per-layer {metric} vs log fan-in: r = {fan['r']:+.2f} (p = {fan['r_p_value']:.2g}), "
+                     f"but {fan['reason']}")
+    elif fan is not None:
         verb = {"more": "remains positive", "less": "is negative",
                 "same": "is not distinguishable from 0"}[_side(fan)]
-        parts.append(f"per-layer {metric} correlates with log fan-in (r = {fan['r']:+.2f}, p = {fan['r_p_value']:.2g}), "
+        parts.append(f"per-layer {metric} vs log fan-in: r = {fan['r']:+.2f} (p = {fan['r_p_value']:.2g}), "
                      f"and with log fan-in partialled out the upstream-minus-downstream difference {verb} "
                      f"({_ci(fan)}; log fan-in itself tracks the split, r = {fan['fan_in_vs_upstream_r']:+.2f})")
     mag = claims["beyond_magnitude"]

@@ -150,6 +150,8 @@ def run_similarity(params: Params) -> None:
     save_text(df.to_csv(index=False), out / "similarity.csv")
     if baseline is not None:
         save_text(baseline.assign(metric=metric).to_csv(index=False), out / "baseline.csv")
+    else:  # never leave another mode's baseline beside this summary
+        (out / "baseline.csv").unlink(missing_ok=True)
     summary = summarize(df, metric, sizes, seeds=(a, b), fan_in=fan_ins, resolutions=resolutions,
                         baseline=baseline, start_pair=start_pair, baseline_source=source,
                         resamples=params.similarity.resamples)
