@@ -37,8 +37,8 @@ TEST = {
                           "two-sided permutation test exchanging layers between encoder and decoder within each level",
     "beyond_magnitude": "bootstrap over layers of the per-layer difference; two-sided sign-flip permutation test "
                         "of the per-layer differences",
-    "fan_in": "bootstrap over layers resampled within each half, refitting the fan-in regression each time; "
-              "two-sided permutation test exchanging the residuals between the halves",
+    "fan_in": "bootstrap over layers resampled within each half, refitting the regression each time; two-sided "
+              "Freedman-Lane permutation test (residuals of agreement on log fan-in permuted across layers)",
 }
 NESTED = "IMP rounds are nested (each ticket is cut from the previous round's), so these are per-round values, not replicates"
 _CLAIM_KEY = {name: i for i, name in enumerate(TEST)}
@@ -261,7 +261,7 @@ def _claim(name: str, per_round: list[tuple[int, dict]], extra: dict) -> dict:
     k, last = per_round[-1]
     keep = ("effect", "ci", "p_value", "r", "r_p_value", "ticket_agreement", "baseline_agreement")
     return {"effect": last["effect"], "ci": last["ci"], "ci_level": CI_LEVEL, "test": TEST[name],
-            "p_value": last["p_value"], "round": k, "direction": "positive",
+            "p_value": last["p_value"], "round": k, "direction": "positive", "available": True,
             **{key: v for key, v in last.items() if key not in ("effect", "ci", "p_value")}, **extra,
             "per_round": [{"round": kk, **{key: r[key] for key in keep if key in r}} for kk, r in per_round],
             "per_round_note": NESTED}
@@ -312,14 +312,14 @@ def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[s
                                                {"rule": SPLIT_RULE})}
     if claims_by_round["resolution_matched"]:
         claims["resolution_matched"] = _claim("resolution_matched", claims_by_round["resolution_matched"],
-                                              {"pairing_rule": PAIRING_RULE, "available": True})
+                                              {"pairing_rule": PAIRING_RULE})
     else:
         claims["resolution_matched"] = _unavailable("resolution_matched", last, {
             "pairing_rule": PAIRING_RULE, "levels": [],
             "reason": "no encoder block and its same-resolution decoder block both have prunable layers"})
     if baseline is not None:
         claims["beyond_magnitude"] = _claim("beyond_magnitude", claims_by_round["beyond_magnitude"], {
-            "available": True, "baseline_source": baseline_source,
+            "baseline_source": baseline_source,
             "baseline_is": f"per layer, each ticket's {metric} with the mask keeping exactly the ticket's per-layer "
                            "count of the largest-magnitude weights of that ticket's own rewind point"})
     else:

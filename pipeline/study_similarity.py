@@ -158,7 +158,7 @@ def run_similarity(params: Params) -> None:
     summary.update(schedule=params.sparsity.schedule, rewind=params.rewind.mode,
                    round_labels={str(k): label for k, label in labels.items()},
                    block_resolution={blk: resolutions[blk] for blk in sorted(resolutions, key=block_rank)},
-                   fan_in=fan_ins)
+                   layer_fan_in=fan_ins)
     save_json(summary, out / "summary.json")
     title = f"seeds {a} vs {b}, {params.sparsity.schedule} schedule, rewind to {params.rewind.mode}"
     save_figure(plot_heatmap(df, metric, title=title, round_labels=labels), out / "heatmap.png")

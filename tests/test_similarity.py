@@ -455,7 +455,7 @@ def test_layer_rates_and_similarity_stages_end_to_end(tmp_path, monkeypatch):
     assert set(claims) == {"upstream_vs_downstream", "resolution_matched", "beyond_magnitude", "fan_in"}
     for name, c in claims.items():
         assert {"effect", "ci", "ci_level", "test", "p_value", "round", "direction"} <= set(c), name
-        assert c["round"] == 1 and c["ci_level"] == 0.95 and c["direction"] == "positive"
+        assert c["round"] == 1 and c["ci_level"] == 0.95 and c["direction"] == "positive" and c["available"]
     up = claims["upstream_vs_downstream"]
     assert up["ci"][0] <= up["effect"] <= up["ci"][1] and 0 < up["p_value"] <= 1
     assert [(lv["encoder"], lv["decoder"]) for lv in claims["resolution_matched"]["levels"]] == \
