@@ -1,5 +1,7 @@
 """Stages that compare the two seeds' tickets: `layer_rates` (the layerwise schedule's per-layer
-weights) and `similarity` (the paper's upstream-vs-downstream analysis of every IMP round).
+weights) and `similarity` (the paper's upstream-vs-downstream analysis of every IMP round, tested
+against chance, matched resolution, fan-in and the agreement each ticket's own start's magnitudes
+would give: `similarity_stats`).
 
 layer_rates reads only the dense runs (round 0), never a pruned round, so the layerwise schedule
 depends on nothing it produces (no cycle in the DAG, and `-S sparsity.schedule=layerwise` reuses
