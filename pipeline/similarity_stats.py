@@ -145,7 +145,7 @@ def claim_upstream(path: pd.DataFrame, k: int, n: int) -> dict:
 
 
 def claim_resolution(rows: pd.DataFrame, pairs: Sequence[dict], k: int, n: int,
-                     baseline: Optional[pd.Series] = None) -> dict:
+                     baseline: Optional[pd.Series] = None) -> Optional[dict]:
     """Encoder minus decoder mean agreement per level pair, averaged over the levels."""
     rng = _rng("resolution_matched", k)
     levels, boots, nulls = [], [], []
