@@ -163,6 +163,7 @@ class SimilarityConfig(Section):
     strength: float = Field(1.0, ge=0.0)
     max_layer_rate: float = Field(0.9, gt=0.0, lt=1.0)
     metric: Literal["kappa", "jaccard"] = "kappa"
+    resamples: int = Field(2000, ge=100)  # bootstrap resamples and permutations per similarity claim
 
 
 class ReportConfig(Section):

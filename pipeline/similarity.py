@@ -14,6 +14,10 @@ than downstream ones. Here, per prunable layer:
                   (NaN when no weight is kept by both: undefined, and pandas' means skip it);
 - cosine:         cosine similarity of the two masked trained weight tensors (0 when either is
                   all zero: no direction to compare).
+
+This module holds the per-layer side (where a layer sits, the metrics, the layerwise schedule's
+weights); `similarity_stats` turns the per-layer table into claims with intervals and
+`similarity_plots` draws them. Their public names are re-exported here.
 """
 from __future__ import annotations
 
@@ -98,6 +102,80 @@ def block_order(names: Sequence[str]) -> list[str]:
     return sorted({block_of(n) for n in names}, key=block_rank)
 
 
+def block_resolutions(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+    """Feature-map height at which each block starts working: the input height of the block's first
+    conv call in one forward pass (a block without convs, e.g. the time MLP, is left out). Measured,
+    not derived from the config, so the encoder/decoder pairing follows the real network."""
+    heights: dict[str, int] = {}
+
+    def hook_for(block: str):
+        def hook(module, args, output):
+            heights.setdefault(block, int(args[0].shape[-2]))
+        return hook
+
+    handles = []
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            try:
+                handles.append(m.register_forward_hook(hook_for(block_of(f"{n}.weight"))))
+            except ValueError:
+                continue  # a conv outside the U-Net's blocks
+    param = next(model.parameters())
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn(1, *input_shape, device=param.device, dtype=param.dtype),
+                  torch.zeros(1, dtype=torch.long, device=param.device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return heights
+
+
+PAIRING_RULE = ("encoder block down{i} (all its layers: residual blocks, attention, downsampler) is paired with the "
+                "decoder block up{j} whose residual blocks run at the same feature-map size, which is the one that "
+                "consumes down{i}'s skip connections (up blocks are numbered deepest first, so j = levels-1-i); "
+                "the input conv is paired with the output block (both at full resolution, joined by the first "
+                "skip) only when both have prunable layers; mid has no counterpart and is left out")
+
+
+def resolution_pairs(blocks: Sequence[str], resolutions: Optional[Mapping[str, int]] = None) -> list[dict]:
+    """Encoder/decoder block pairs at equal resolution, shallowest first: one dict per level with
+    level ("stem" or i), encoder, decoder and resolution (None without `resolutions`). Without
+    measured resolutions the U-Net's mirror rule up{levels-1-i} <-> down{i} is used."""
+    present = set(blocks)
+    downs = sorted((b for b in present if b.startswith("down")), key=block_rank)
+    ups = sorted((b for b in present if b.startswith("up")), key=block_rank)
+    levels = max([block_rank(b)[1] + 1 for b in downs + ups], default=0)
+    pairs = []
+    if "input" in present and "output" in present:
+        res = None if resolutions is None else resolutions.get("input")
+        pairs.append({"level": "stem", "encoder": "input", "decoder": "output", "resolution": res})
+    for i in range(levels):
+        enc = f"down{i}"
+        if enc not in present:
+            continue
+        if resolutions is None:
+            dec = f"up{levels - 1 - i}"
+        else:
+            same = [u for u in ups if resolutions.get(u) == resolutions.get(enc)]
+            if len(same) != 1:
+                raise ValueError(f"{enc} runs at {resolutions.get(enc)} px and matches decoder blocks {same}, "
+                                 "not exactly one")
+            dec = same[0]
+        if dec in present:
+            pairs.append({"level": i, "encoder": enc, "decoder": dec,
+                          "resolution": None if resolutions is None else resolutions[enc]})
+    return pairs
+
+
+def fan_in(shape: Sequence[int]) -> int:
+    """Inputs feeding one output unit of a conv/linear weight of this shape: in_channels * kernel area."""
+    return int(np.prod(shape[1:])) if len(shape) > 1 else 1
+
+
 # -- metrics ------------------------------------------------------------------------------------
 _STATS = ("n", "n_a", "n_b", "n_ab", "n_sign", "dot", "norm_a", "norm_b")
 
@@ -162,6 +240,22 @@ def agreement(mask_a: Mask, mask_b: Mask, metric: str = "kappa") -> dict[str, fl
     return dict(zip(names, values.tolist()))
 
 
+def magnitude_mask(weights: Mapping[str, torch.Tensor], kept: Mapping[str, int]) -> Mask:
+    """Per layer, the `kept[n]` largest-magnitude weights of `weights[n]` (ties by index, as pruning
+    breaks them): the mask a one-shot magnitude pruning of these weights would keep at that density."""
+    from .pruning import remove_lowest
+
+    full = Mask({n: torch.ones_like(weights[n], dtype=torch.bool) for n in kept})
+    scores = {n: weights[n].detach().abs().float().flatten() for n in kept}
+    return remove_lowest(full, scores, {n: full[n].numel() - int(kept[n]) for n in kept})
+
+
+def start_agreement(ticket: Mask, start: Mapping[str, torch.Tensor], metric: str = "kappa") -> dict[str, float]:
+    """Per-layer agreement of a ticket with the magnitude mask of the weights it restarted from, at
+    exactly the ticket's per-layer kept counts: what magnitude alone would have chosen."""
+    return agreement(ticket, magnitude_mask(start, ticket.kept_counts()), metric)
+
+
 def _same_layers(mask_a: Mask, mask_b: Mask) -> list[str]:
     if set(mask_a.names()) != set(mask_b.names()):
         only = sorted(set(mask_a.names()) ^ set(mask_b.names()))
@@ -220,175 +314,18 @@ def round_fractions(kept: Mapping[str, int], rate: float, layer_weights: Optiona
     return {n: counts[n] / kept[n] for n in kept}
 
 
-# -- upstream vs downstream ---------------------------------------------------------------------
-SPLIT_RULE = ("layers on the input->output path in forward order (the time-embedding MLP excluded: it "
-              "feeds every block); upstream = the first floor(L/2) of the L layers, downstream = the "
-              "last floor(L/2) (the middle layer is left out when L is odd)")
 
 
-def path_layers(df: pd.DataFrame, metric: str = "kappa") -> pd.DataFrame:
-    """One round's rows of `metric` on the input->output path, sorted by depth, with pos in [0, 1]."""
-    rows = df[(df["metric"] == metric) & (df["block"] != "time")].sort_values("depth").reset_index(drop=True)
-    L = len(rows)
-    rows["pos"] = np.arange(L) / max(L - 1, 1)
-    return rows
+# -- public names of the split-out modules ------------------------------------------------------
+# Resolved on first use (PEP 562): those modules import this one, so importing them here would cycle.
+_MOVED = {"summarize": "similarity_stats", "upstream_vs_downstream": "similarity_stats",
+          "path_layers": "similarity_stats", "chance_corrected": "similarity_stats", "SPLIT_RULE": "similarity_stats",
+          "plot_heatmap": "similarity_plots", "plot_depth": "similarity_plots", "plot_claims": "similarity_plots"}
 
 
-def upstream_vs_downstream(df: pd.DataFrame, metric: str = "kappa",
-                           sizes: Optional[Mapping[str, int]] = None) -> dict:
-    """For one round's rows: mean `metric` of the upstream and downstream halves (each layer
-    counts once), their difference, the same difference weighted by layer size (if `sizes`), and
-    the least-squares slope of `metric` against normalised depth (0 = first layer, 1 = last)."""
-    from scipy import stats
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
 
-    rows = path_layers(df, metric)
-    L, h = len(rows), len(rows) // 2
-    if h == 0:
-        raise ValueError("need at least two layers on the input->output path to compare halves")
-    up, down = rows.iloc[:h], rows.iloc[L - h:]
-    out = {"layers": L, "upstream_mean": float(up["value"].mean()), "downstream_mean": float(down["value"].mean())}
-    out["difference"] = out["upstream_mean"] - out["downstream_mean"]
-    if sizes is not None:
-        def wmean(part: pd.DataFrame) -> float:
-            w = part["layer"].map(sizes).to_numpy(float)
-            return float(np.average(part["value"].to_numpy(float), weights=w))
-        out["upstream_mean_weighted"], out["downstream_mean_weighted"] = wmean(up), wmean(down)
-        out["difference_weighted"] = out["upstream_mean_weighted"] - out["downstream_mean_weighted"]
-    y = rows["value"].to_numpy(float)
-    if np.ptp(y) == 0:  # no trend at all (correlations would be 0/0)
-        out.update(slope=0.0, slope_pvalue=1.0, slope_r=0.0, spearman_rho=0.0)
-        return out
-    fit = stats.linregress(rows["pos"].to_numpy(float), y)
-    out.update(slope=float(fit.slope), slope_pvalue=float(fit.pvalue), slope_r=float(fit.rvalue),
-               spearman_rho=float(stats.spearmanr(rows["depth"], y).statistic))
-    return out
-
-
-def _mean_std(values: Sequence[float]) -> dict:
-    v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": len(v)}
-
-
-def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[str, int]] = None,
-              seeds: Sequence[int] = ()) -> dict:
-    """Whether upstream layers agree more than downstream ones, per round and over rounds, from
-    the similarity table (columns round + COLUMNS), with a one-sentence finding either way."""
-    per_round = []
-    for k, part in df.groupby("round", sort=True):
-        row = {"round": int(k), **upstream_vs_downstream(part, metric, sizes)}
-        blocks = part[part["metric"] == metric].groupby("block")["value"].mean()
-        row["block_mean"] = {b: float(blocks[b]) for b in sorted(blocks.index, key=block_rank)}
-        per_round.append(row)
-    diffs = [r["difference"] for r in per_round]
-    slopes = [r["slope"] for r in per_round]
-    out = {"metric": metric, "seeds": list(seeds), "split": SPLIT_RULE,
-           "difference_is": f"upstream mean {metric} minus downstream mean {metric}, each layer counting once",
-           "slope_is": f"least-squares slope of {metric} vs normalised depth (0 first layer, 1 last)",
-           "rounds": per_round, "difference": _mean_std(diffs), "slope": _mean_std(slopes)}
-    if sizes is not None:
-        out["difference_weighted"] = _mean_std([r["difference_weighted"] for r in per_round])
-    out["finding"] = _finding(diffs, slopes, [r["slope_pvalue"] for r in per_round], metric, seeds)
-    return out
-
-
-def _finding(diffs: Sequence[float], slopes: Sequence[float], pvalues: Sequence[float], metric: str,
-             seeds: Sequence[int]) -> str:
-    n, up = len(diffs), sum(d > 0 for d in diffs)
-    falling = sum(s < 0 for s in slopes)
-    d, s = _mean_std(diffs), _mean_std(slopes)
-    pm = lambda x: f" ± {x['std']:.3f}" if x["std"] is not None else ""
-    if up == n and falling == n:
-        verdict = "agree more than downstream ones in every round, as the paper reports"
-    elif all(x < 0 for x in diffs) and all(x > 0 for x in slopes):
-        verdict = "agree less than downstream ones in every round, contrary to the paper"
-    else:
-        verdict = "do not consistently agree more than downstream ones (mixed across rounds or measures)"
-    pair = f"the tickets of seeds {seeds[0]} and {seeds[1]}" if len(seeds) >= 2 else "the two tickets"
-    return (f"Upstream layers of {pair} {verdict}: {metric} upstream minus downstream "
-            f"{d['mean']:+.3f}{pm(d)} (positive in {up}/{n} rounds), slope vs normalised depth "
-            f"{s['mean']:+.3f}{pm(s)} (negative in {falling}/{n} rounds; p = {_span(pvalues)}).")
-
-
-def _span(values: Sequence[float]) -> str:
-    lo, hi = min(values), max(values)
-    return f"{lo:.2g}" if lo == hi else f"{lo:.2g} to {hi:.2g}"
-
-
-# -- figures ------------------------------------------------------------------------------------
-_LABELS = {"kappa": "Cohen's kappa", "jaccard": "Jaccard (IoU of kept weights)", "hamming": "Hamming distance",
-           "sign_agreement": "sign agreement", "cosine": "cosine similarity", "jaccard_chance": "chance Jaccard"}
-
-
-def _round_label(k: int, round_labels: Optional[Mapping[int, str]]) -> str:
-    return (round_labels or {}).get(int(k), f"round {int(k)}")
-
-
-def plot_heatmap(df: pd.DataFrame, metric: str = "kappa", *, title: str = "",
-                 round_labels: Optional[Mapping[int, str]] = None):
-    """Blocks in forward order (x) by rounds (y): mean `metric` over each block's layers."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sel = df[df["metric"] == metric]
-    table = sel.pivot_table(index="round", columns="block", values="value", aggfunc="mean")
-    table = table[sorted(table.columns, key=block_rank)].sort_index()
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * table.shape[1], 1.6 + 0.55 * table.shape[0]))
-    im = ax.imshow(table.to_numpy(float), aspect="auto", cmap="viridis")
-    lo, hi = np.nanmin(table.to_numpy(float)), np.nanmax(table.to_numpy(float))
-    digits = 2 if hi - lo >= 0.05 else 3  # near-identical tickets still show their differences
-    for i in range(table.shape[0]):
-        for j in range(table.shape[1]):
-            v = table.iat[i, j]
-            ax.text(j, i, f"{v:.{digits}f}", ha="center", va="center", fontsize=8,
-                    color="white" if v < (lo + hi) / 2 else "black")
-    ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
-    ax.set_yticks(range(table.shape[0]), [_round_label(k, round_labels) for k in table.index])
-    ax.set_xlabel("U-Net block (forward order: input -> down -> mid -> up -> output)")
-    ax.set_ylabel("IMP round")
-    ax.set_title(f"Ticket agreement per block: {_LABELS.get(metric, metric)}" + (f"\n{title}" if title else ""))
-    fig.colorbar(im, ax=ax, label=f"{_LABELS.get(metric, metric)}, mean over the block's layers (unitless)")
-    return fig
-
-
-def plot_depth(df: pd.DataFrame, metric: str | Sequence[str] = "kappa", *, title: str = "",
-               round_labels: Optional[Mapping[int, str]] = None):
-    """`metric` (one name or several, one panel each) against layer depth, one line per round, with
-    block boundaries marked; a Jaccard panel also shows the chance level as dotted lines."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [metric] if isinstance(metric, str) else list(metric)
-    fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3.2 * len(metrics)), sharex=True, squeeze=False)
-    layers = df.drop_duplicates("layer").sort_values("depth")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, name in zip(axes[:, 0], metrics):
-        for i, (k, part) in enumerate(df.groupby("round", sort=True)):
-            c = colors[i % len(colors)]
-            rows = part[part["metric"] == name].sort_values("depth")
-            ax.plot(rows["depth"], rows["value"], marker=".", color=c, label=_round_label(k, round_labels))
-            if name == "jaccard":
-                ch = part[part["metric"] == "jaccard_chance"].sort_values("depth")
-                ax.plot(ch["depth"], ch["value"], ls=":", color=c,
-                        label=f"{_round_label(k, round_labels)}: chance (independent masks)")
-        _mark_blocks(ax, layers)
-        ax.set_ylabel(f"{_LABELS.get(name, name)} (unitless)")
-        ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, loc="best")
-    axes[-1, 0].set_xlabel("layer depth (index of the prunable layer in forward order)")
-    axes[0, 0].set_title("Ticket agreement vs depth" + (f"\n{title}" if title else ""), pad=18)
-    fig.tight_layout()
-    return fig
-
-
-def _mark_blocks(ax, layers: pd.DataFrame) -> None:
-    """Dashed lines between blocks, block names along the top."""
-    depth, block = layers["depth"].to_numpy(), layers["block"].to_numpy()
-    starts = [0] + [i for i in range(1, len(block)) if block[i] != block[i - 1]]
-    for s in starts[1:]:
-        ax.axvline(depth[s] - 0.5, color="grey", ls="--", lw=0.7)
-    ends = starts[1:] + [len(block)]
-    for s, e in zip(starts, ends):
-        ax.text((depth[s] + depth[e - 1]) / 2, 1.01, block[s], transform=ax.get_xaxis_transform(),
-                ha="center", va="bottom", fontsize=7)
+        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

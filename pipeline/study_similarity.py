@@ -1,5 +1,7 @@
 """Stages that compare the two seeds' tickets: `layer_rates` (the layerwise schedule's per-layer
-weights) and `similarity` (the paper's upstream-vs-downstream analysis of every IMP round).
+weights) and `similarity` (the paper's upstream-vs-downstream analysis of every IMP round, tested
+against chance, matched resolution, fan-in and the agreement each ticket's own start's magnitudes
+would give: `similarity_stats`).
 
 layer_rates reads only the dense runs (round 0), never a pruned round, so the layerwise schedule
 depends on nothing it produces (no cycle in the DAG, and `-S sparsity.schedule=layerwise` reuses
@@ -16,8 +18,11 @@ from .config import ConfigError, Params
 from .io import load_torch, save_figure, save_json, save_text
 from .masks import Mask
 from .pruning import prune_round
-from .similarity import (EPS, agreement, compare_tickets, forward_layer_order, layer_weights_from_agreement,
-                         plot_depth, plot_heatmap, round_fractions, summarize)
+from .similarity import (EPS, agreement, block_rank, block_resolutions, compare_tickets, fan_in,
+                         forward_layer_order, layer_weights_from_agreement, magnitude_mask, round_fractions,
+                         start_agreement)
+from .similarity_plots import plot_claims, plot_depth, plot_heatmap
+from .similarity_stats import summarize
 
 
 def _seed_pair(params: Params) -> tuple[int, int]:
@@ -97,32 +102,69 @@ def _plot_rates(order, preview, uniform, params: Params, seeds):
     return fig
 
 
+def _baseline_start(params: Params, seed: int) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """The weights a seed's tickets restart from, whose magnitudes alone could explain agreement,
+    and a phrase naming them (None and the reason when there is no such start)."""
+    mode = params.rewind.mode
+    if mode == "checkpoint":
+        return load_torch(A.train_dir(seed, 0) / "rewind.pt"), (
+            f"theta_k (step {params.rewind.step} of each seed's dense run, artifacts/imp/s<seed>/r0/train/rewind.pt)")
+    if mode == "init":
+        return load_torch(A.init_dir() / "theta0.pt"), "theta0 (artifacts/init/theta0.pt, shared by both seeds)"
+    return None, ("rewind.mode=reinit: every ticket restarts from a fresh random draw, so there is no shared "
+                  "starting point whose magnitudes could explain the agreement")
+
+
 def run_similarity(params: Params) -> None:
-    """Compare the two seeds' tickets of every IMP round, layer by layer in forward order."""
+    """Compare the two seeds' tickets of every IMP round, layer by layer in forward order, and
+    test the claims of summary.json against chance, position, resolution, fan-in and magnitude."""
     import pandas as pd
 
     a, b = _seed_pair(params)
     if not params.imp.rounds:
         raise ConfigError("params.yaml: imp.rounds is empty: the similarity analysis needs at least one IMP round")
-    frames, labels, order, sizes = [], {}, None, None
+    metric = params.similarity.metric
+    starts = {s: _baseline_start(params, s) for s in (a, b)}
+    source = starts[a][1]
+    frames, base_rows, pair_rows, labels, order, sizes, fan_ins, resolutions = [], [], [], {}, None, None, None, None
     for r in params.imp.rounds:
         masks = [Mask.from_state_dict(load_torch(A.prune_dir(s, r.k) / "mask.pt")) for s in (a, b)]
         models = [A.load_ticket(A.train_dir(s, r.k) / "model.pt", params)[0] for s in (a, b)]
         if order is None:
             order = forward_layer_order(models[0], _input_shape(params))
+            resolutions = block_resolutions(models[0], _input_shape(params))
             sizes = masks[0].total_counts()
+            fan_ins = {n: fan_in(t.shape) for n, t in masks[0].tensors.items()}
         df = compare_tickets(masks[0], masks[1], _raw_weights(models[0]), _raw_weights(models[1]), order)
         df.insert(0, "round", r.k)
         frames.append(df)
         labels[r.k] = f"round {r.k} ({masks[0].sparsity():.0%} sparse)"
+        if starts[a][0] is not None:
+            # the start's magnitude mask at exactly each ticket's per-layer kept counts
+            for s, m in zip((a, b), masks):
+                base_rows += [(r.k, s, n, v) for n, v in start_agreement(m, starts[s][0], metric).items()]
+            own = [magnitude_mask(starts[s][0], m.kept_counts()) for s, m in zip((a, b), masks)]
+            pair_rows += [(r.k, n, v) for n, v in agreement(own[0], own[1], metric).items()]
     df = pd.concat(frames, ignore_index=True)
+    baseline = pd.DataFrame(base_rows, columns=["round", "seed", "layer", "value"]) if base_rows else None
+    start_pair = pd.DataFrame(pair_rows, columns=["round", "layer", "value"]) if pair_rows else None
     out = A.similarity_dir()
     save_text(df.to_csv(index=False), out / "similarity.csv")
-    summary = summarize(df, "kappa", sizes, seeds=(a, b))
+    if baseline is not None:
+        save_text(baseline.assign(metric=metric).to_csv(index=False), out / "baseline.csv")
+    else:  # never leave another mode's baseline beside this summary
+        (out / "baseline.csv").unlink(missing_ok=True)
+    summary = summarize(df, metric, sizes, seeds=(a, b), fan_in=fan_ins, resolutions=resolutions,
+                        baseline=baseline, start_pair=start_pair, baseline_source=source,
+                        resamples=params.similarity.resamples)
     summary.update(schedule=params.sparsity.schedule, rewind=params.rewind.mode,
-                   round_labels={str(k): label for k, label in labels.items()})
+                   round_labels={str(k): label for k, label in labels.items()},
+                   block_resolution={blk: resolutions[blk] for blk in sorted(resolutions, key=block_rank)},
+                   layer_fan_in=fan_ins)
     save_json(summary, out / "summary.json")
     title = f"seeds {a} vs {b}, {params.sparsity.schedule} schedule, rewind to {params.rewind.mode}"
-    save_figure(plot_heatmap(df, "kappa", title=title, round_labels=labels), out / "heatmap.png")
-    save_figure(plot_depth(df, ("kappa", "jaccard"), title=title, round_labels=labels), out / "depth.png")
+    save_figure(plot_heatmap(df, metric, title=title, round_labels=labels), out / "heatmap.png")
+    save_figure(plot_depth(df, (metric, "jaccard") if metric == "kappa" else ("jaccard", "kappa"), title=title,
+                           round_labels=labels), out / "depth.png")
+    save_figure(plot_claims(summary, title=f"{title}; {labels[params.imp.rounds[-1].k]}"), out / "blocks.png")
     tqdm.write(f"similarity: {summary['finding']}")

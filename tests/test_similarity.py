@@ -15,8 +15,9 @@ from pipeline.config import ModelConfig, parse_params
 from pipeline.io import load_json
 from pipeline.masks import Mask, prunable_names
 from pipeline.pruning import layerwise_counts, uniform_counts
-from pipeline.similarity import (METRICS, block_of, block_order, block_rank, compare_tickets, forward_layer_order,
-                                 layer_metrics, layer_weights_from_agreement, round_fractions, summarize)
+from pipeline.similarity import (METRICS, block_of, block_order, block_rank, block_resolutions, chance_corrected,
+                                 compare_tickets, forward_layer_order, layer_metrics, layer_weights_from_agreement,
+                                 magnitude_mask, resolution_pairs, round_fractions, start_agreement, summarize)
 from pipeline.unet import build_unet
 
 
@@ -185,23 +186,177 @@ def test_compare_tickets_is_tidy_and_in_forward_order():
     assert np.allclose(kappa, 1.0)
 
 
-def test_summary_detects_a_planted_upstream_advantage():
-    def table(values):
-        names = [f"down.{i}.c.weight" for i in range(len(values))]
-        return pd.DataFrame({"layer": names, "block": [block_of(n) for n in names], "depth": range(len(values)),
-                             "metric": "kappa", "value": values})
+def _table(values, names=None, k=1):
+    names = names or [f"down.{i}.c.weight" for i in range(len(values))]
+    return pd.DataFrame({"round": k, "layer": names, "block": [block_of(n) for n in names],
+                         "depth": range(len(values)), "metric": "kappa", "value": values})
 
-    df = pd.concat([table([0.9, 0.8, 0.5, 0.6, 0.2]).assign(round=1),
-                    table([0.7, 0.7, 0.1, 0.3, 0.4]).assign(round=2)])
-    s = summarize(df, "kappa", seeds=(1, 2))
+
+def test_summary_per_round_values_are_not_a_spread():
+    df = pd.concat([_table([0.9, 0.8, 0.5, 0.6, 0.2], k=1), _table([0.7, 0.7, 0.1, 0.3, 0.4], k=2)])
+    s = summarize(df, "kappa", seeds=(1, 2), resamples=200)
     r1 = s["rounds"][0]
     assert r1["upstream_mean"] == pytest.approx(0.85) and r1["downstream_mean"] == pytest.approx(0.4)
-    assert s["difference"]["mean"] == pytest.approx((0.45 + 0.35) / 2)
-    assert s["slope"]["mean"] < 0 and "as the paper reports" in s["finding"]
-    flat = summarize(df.assign(value=0.5), "kappa", seeds=(1, 2))
-    assert flat["difference"]["mean"] == 0 and flat["slope"]["mean"] == 0 and "do not consistently" in flat["finding"]
-    flipped = df.assign(value=1 - df["value"])
-    assert "contrary to the paper" in summarize(flipped, "kappa", seeds=(1, 2))["finding"]
+    assert s["difference"]["per_round"] == pytest.approx([0.45, 0.35])
+    assert s["difference"]["mean"] == pytest.approx(0.40) and "std" not in s["difference"]
+    assert "not replicates" in s["difference"]["note"] and "not replicates" in s["finding"]
+    up = s["claims"]["upstream_vs_downstream"]
+    assert up["round"] == 2 and up["effect"] == pytest.approx(0.35)  # read at the last round
+    assert [r["round"] for r in up["per_round"]] == [1, 2]
+    assert "every round" not in s["finding"]
+
+
+# -- claims with intervals ----------------------------------------------------------------------
+def _path_names(levels: int = 3, per_block: int = 6) -> list[str]:
+    """Parameter names of a U-Net path: down0..down{n-1}, mid, up0..up{n-1} (up0 deepest)."""
+    return ([f"down.{i}.blocks.0.c{j}.weight" for i in range(levels) for j in range(per_block)]
+            + [f"mid_block1.c{j}.weight" for j in range(2)]
+            + [f"up.{i}.blocks.0.c{j}.weight" for i in range(levels) for j in range(per_block)])
+
+
+def _masks_with_agreement(names, keep_same, density=0.3, n=2000, seed=0):
+    """Two masks per layer: b copies a on a `keep_same[layer]` share of positions, random elsewhere."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = {}, {}
+    for name in names:
+        ma = torch.rand(n, generator=g) < density
+        fresh = torch.rand(n, generator=g) < density
+        copy = torch.rand(n, generator=g) < keep_same[name]
+        a[name], b[name] = ma, torch.where(copy, ma, fresh)
+    return Mask(a), Mask(b)
+
+
+def _similarity_table(ma, mb, names):
+    w = {n: torch.ones(ma[n].shape) for n in names}
+    return compare_tickets(ma, mb, w, w, names).assign(round=1)
+
+
+@pytest.mark.parametrize("metric", ["kappa", "jaccard"])
+def test_planted_upstream_agreement_gives_a_positive_effect_excluding_0(metric):
+    names = _path_names()
+    # agreement falls along the forward order: upstream copies 60 % of positions, downstream 10 %
+    share = dict(zip(names, np.linspace(0.6, 0.1, len(names))))
+    df = _similarity_table(*_masks_with_agreement(names, share), names)
+    claims = summarize(df, metric, seeds=(1, 2), resamples=500)["claims"]
+    for name in ("upstream_vs_downstream", "resolution_matched"):
+        c = claims[name]
+        assert c["effect"] > 0.1 and c["ci"][0] > 0 and c["p_value"] < 0.01, (name, c)
+        assert c["ci_level"] == 0.95 and c["direction"] == "positive" and c["round"] == 1 and c["test"]
+    assert [(lv["encoder"], lv["decoder"]) for lv in claims["resolution_matched"]["levels"]] == \
+        [("down0", "up2"), ("down1", "up1"), ("down2", "up0")]
+
+
+@pytest.mark.parametrize("metric", ["kappa", "jaccard"])
+def test_independent_random_masks_give_intervals_covering_0(metric):
+    names = _path_names()
+    df = _similarity_table(*_masks_with_agreement(names, dict.fromkeys(names, 0.0), seed=5), names)
+    s = summarize(df, metric, seeds=(1, 2), resamples=500)
+    for name in ("upstream_vs_downstream", "resolution_matched"):
+        c = s["claims"][name]
+        assert c["ci"][0] < 0 < c["ci"][1] and c["p_value"] > 0.05, (name, c)
+    # chance-corrected: raw Jaccard of 30 %-dense masks is ~0.18, the reported agreement ~0
+    assert all(abs(v) < 0.05 for v in s["rounds"][0]["block_mean"].values())
+    assert "do not agree distinguishably more than downstream" in s["finding"]
+
+
+def test_agreement_is_chance_corrected_with_the_configured_metric():
+    names = _path_names(1, 2)
+    ma, mb = _masks_with_agreement(names, dict.fromkeys(names, 0.5))
+    df = _similarity_table(ma, mb, names)
+    corrected = chance_corrected(df, "jaccard").set_index("layer")["value"]
+    for n in names:
+        m = layer_metrics(ma[n], mb[n])
+        assert corrected[n] == pytest.approx(m["jaccard"] - m["jaccard_chance"])
+    assert summarize(df, "jaccard", resamples=100)["metric"] == "jaccard"
+
+
+# -- resolution pairing -------------------------------------------------------------------------
+def test_resolution_pairing_on_a_real_unet_maps_each_down_level_to_its_mirror():
+    model = _tiny_unet(dim_mults=(1, 2, 2), attn_resolutions=(4,), num_res_blocks=2)
+    res = block_resolutions(model, (1, 8, 8))
+    assert {b: res[b] for b in ("input", "down0", "down1", "down2", "mid", "output")} == \
+        {"input": 8, "down0": 8, "down1": 4, "down2": 2, "mid": 2, "output": 8}
+    pairs = resolution_pairs(block_order(prunable_names(model)), res)
+    assert [(p["level"], p["encoder"], p["decoder"], p["resolution"]) for p in pairs] == [
+        ("stem", "input", "output", 8), (0, "down0", "up2", 8), (1, "down1", "up1", 4), (2, "down2", "up0", 2)]
+    # the decoder block of each pair is the one that consumes that level's skips: its first conv
+    # takes the skip's channels on top of the path's
+    for p in pairs[1:]:
+        down = getattr(model, "down")[int(p["encoder"][4:])]
+        up = getattr(model, "up")[int(p["decoder"][2:])]
+        skip_ch = down.blocks[-1].conv2.out_channels
+        assert up.blocks[0].conv1.in_channels - skip_ch == up.blocks[0].conv2.out_channels
+    # without the stem's input conv among the prunable layers, the stem is not paired
+    without_input = resolution_pairs(block_order(prunable_names(model, exclude=("init_conv.*",))), res)
+    assert [p["level"] for p in without_input] == [0, 1, 2]
+    assert resolution_pairs(block_order(prunable_names(model))) == [
+        {**p, "resolution": None} for p in pairs]  # the mirror rule agrees with the measurement
+
+
+# -- trivial agreement: the start's magnitudes ---------------------------------------------------
+def test_magnitude_mask_keeps_exactly_the_largest_weights():
+    g = torch.Generator().manual_seed(0)
+    w = {"a": torch.randn(6, 5, generator=g), "b": torch.randn(40, generator=g)}
+    mask = magnitude_mask(w, {"a": 7, "b": 13})
+    assert mask.kept_counts() == {"a": 7, "b": 13}
+    for n in w:
+        kept, pruned = w[n].abs()[mask[n]], w[n].abs()[~mask[n]]
+        assert kept.min() >= pruned.max()
+
+
+def test_baseline_equals_ticket_agreement_when_tickets_are_magnitude_masks_of_a_shared_start():
+    model = _tiny_unet(dim_mults=(1, 2, 2))
+    theta0 = {n: p.detach() for n, p in model.named_parameters()}
+    names = prunable_names(model, exclude=("init_conv.*", "final_conv.*"))
+    g = torch.Generator().manual_seed(1)
+    kept = {n: int(theta0[n].numel() * (0.1 + 0.5 * float(torch.rand(1, generator=g)))) for n in names}
+    ticket_a, ticket_b = magnitude_mask(theta0, kept), magnitude_mask(theta0, kept)
+    order = forward_layer_order(model, (1, 8, 8))
+    df = compare_tickets(ticket_a, ticket_b, theta0, theta0, order).assign(round=1)
+    base = pd.DataFrame([(1, s, n, v) for s, t in ((1, ticket_a), (2, ticket_b))
+                         for n, v in start_agreement(t, theta0).items()], columns=["round", "seed", "layer", "value"])
+    c = summarize(df, "kappa", seeds=(1, 2), baseline=base, baseline_source="theta0", resamples=200)
+    mag = c["claims"]["beyond_magnitude"]
+    assert mag["baseline_agreement"] == pytest.approx(mag["ticket_agreement"])
+    assert mag["effect"] == pytest.approx(0.0) and mag["available"]
+    assert "no more than" in c["finding"]
+
+    # tickets that drifted from theta0 agree with it less than a shared structure makes them agree
+    drift = {n: theta0[n] + 0.5 * theta0[n].std() * torch.randn(theta0[n].shape, generator=g) for n in names}
+    shared = magnitude_mask(drift, kept)
+    base = pd.DataFrame([(1, s, n, v) for s in (1, 2) for n, v in start_agreement(shared, theta0).items()],
+                        columns=["round", "seed", "layer", "value"])
+    df = compare_tickets(shared, shared.clone(), theta0, theta0, order).assign(round=1)
+    mag = summarize(df, "kappa", baseline=base, resamples=200)["claims"]["beyond_magnitude"]
+    assert mag["ticket_agreement"] == pytest.approx(1.0) and mag["baseline_agreement"] < 0.9
+    assert mag["ci"][0] > 0 and mag["p_value"] < 0.01
+
+
+# -- fan-in ---------------------------------------------------------------------------------------
+def _fan_in_table(trend: float, seed: int):
+    """Path layers whose log fan-in rises with depth (with scatter); agreement = -0.1 log fan-in
+    + `trend` * (upstream ? 1 : 0) + noise."""
+    rng = np.random.default_rng(seed)
+    names = _path_names(3, 8)
+    L = len(names)
+    log_fan = np.log(16) + np.linspace(0, 2, L) + rng.normal(0, 0.6, L)
+    upstream = np.arange(L) < L // 2
+    y = 0.8 - 0.1 * log_fan + trend * upstream + rng.normal(0, 0.01, L)
+    return _table(y, names), dict(zip(names, np.exp(log_fan)))
+
+
+def test_partialling_out_fan_in_removes_a_purely_fan_in_driven_trend():
+    df, fan = _fan_in_table(trend=0.0, seed=0)
+    s = summarize(df, "kappa", fan_in=fan, resamples=1000)["claims"]
+    raw, fan_claim = s["upstream_vs_downstream"], s["fan_in"]
+    assert raw["ci"][0] > 0 and raw["p_value"] < 0.01  # looks like an upstream advantage...
+    assert fan_claim["r"] < -0.9 and fan_claim["r_p_value"] < 1e-6 and fan_claim["correlation"]["r"] == fan_claim["r"]
+    assert fan_claim["ci"][0] < 0 < fan_claim["ci"][1]  # ...that fan-in explains
+    assert abs(fan_claim["effect"]) < 0.02
+
+    df, fan = _fan_in_table(trend=0.1, seed=0)  # a real positional effect survives partialling
+    fan_claim = summarize(df, "kappa", fan_in=fan, resamples=1000)["claims"]["fan_in"]
+    assert fan_claim["effect"] == pytest.approx(0.1, abs=0.03) and fan_claim["ci"][0] > 0
 
 
 # -- layerwise weights --------------------------------------------------------------------------
@@ -291,11 +446,44 @@ def test_layer_rates_and_similarity_stages_end_to_end(tmp_path, monkeypatch):
     assert set(df["layer"]) == set(prunable) and set(df["metric"]) == set(METRICS)
     assert set(df["round"]) == {1}
     assert df[df["metric"] == "kappa"]["value"].between(-1, 1).all()
-    for name in ("heatmap.png", "depth.png"):
+    for name in ("heatmap.png", "depth.png", "blocks.png"):
         assert (out / name).stat().st_size > 1000
     summary = load_json(out / "summary.json")
-    assert isinstance(summary["finding"], str) and "Upstream" in summary["finding"]
+    assert isinstance(summary["finding"], str) and "upstream layers" in summary["finding"]
     assert summary["rounds"][0]["round"] == 1 and math.isfinite(summary["difference"]["mean"])
+    claims = summary["claims"]
+    assert set(claims) == {"upstream_vs_downstream", "resolution_matched", "beyond_magnitude", "fan_in"}
+    for name, c in claims.items():
+        assert {"effect", "ci", "ci_level", "test", "p_value", "round", "direction"} <= set(c), name
+        assert c["round"] == 1 and c["ci_level"] == 0.95 and c["direction"] == "positive" and c["available"]
+    up = claims["upstream_vs_downstream"]
+    assert up["ci"][0] <= up["effect"] <= up["ci"][1] and 0 < up["p_value"] <= 1
+    assert [(lv["encoder"], lv["decoder"]) for lv in claims["resolution_matched"]["levels"]] == \
+        [("down0", "up1"), ("down1", "up0")]
+    assert summary["block_resolution"]["down0"] == 8 and summary["block_resolution"]["up0"] == 4
+    # the baseline is each ticket against the magnitude mask of its own theta_k, recomputed here
+    mag = claims["beyond_magnitude"]
+    assert mag["available"] and "theta_k" in mag["baseline_source"]
+    baseline = pd.read_csv(out / "baseline.csv")
+    for seed in (1, 2):
+        ticket = Mask.from_state_dict(torch.load(f"artifacts/imp/s{seed}/r1/prune/mask.pt"))
+        start = torch.load(f"artifacts/imp/s{seed}/r0/train/rewind.pt")
+        mine = baseline[baseline["seed"] == seed].set_index("layer")["value"]
+        assert mine.to_dict() == pytest.approx(start_agreement(ticket, start, "kappa"))
+    assert mag["baseline_agreement"] == pytest.approx(baseline.groupby("layer")["value"].mean().mean())
+    kappa = df[df["metric"] == "kappa"].set_index("layer")["value"]
+    assert mag["ticket_agreement"] == pytest.approx(kappa.mean())
+    assert claims["fan_in"]["correlation"]["layers"] == len(prunable) - 2  # the time MLP is off the path
+    from pipeline.similarity import plot_claims
+    assert len(plot_claims(summary).axes) == 2  # the report can redraw the figure from the summary
+
+    # similarity.metric is used throughout, and reinit has no start to compare with
+    run_similarity(parse_params({**TINY, "similarity": {"metric": "jaccard"}, "rewind": {"mode": "reinit"}}))
+    summary = load_json(out / "summary.json")
+    assert summary["metric"] == "jaccard" and "jaccard" in summary["finding"] and "kappa" not in summary["finding"]
+    assert summary["claims"]["beyond_magnitude"]["available"] is False
+    assert "no shared starting point" in summary["claims"]["beyond_magnitude"]["baseline_source"]
+    assert not (out / "baseline.csv").exists()
 
     with pytest.raises(ConfigError, match="imp.seeds"):
         run_similarity(parse_params({**TINY, "imp": {"seeds": [1], "rounds": [{"k": 1, "prev": 0}]},
