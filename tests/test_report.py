@@ -345,9 +345,17 @@ def test_stage_entry_without_optional_inputs(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # compare
 # ------------------------------------------------------------------------------------------------
-def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkpoint", seeds=(1,)) -> dict:
-    metrics = {f"artifacts/eval/s{s}/r{k}/metrics.json": {"data": _metrics(s, k, schedule if k else "uniform", fid=f + s)}
-               for s in seeds for k, f in enumerate(fids)}
+def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkpoint", seeds=(1,), sha: str = SHA,
+         controls: bool = False, macs_scale: float = 1.0) -> dict:
+    def m(s, k, f, **kw):
+        out = _metrics(s, k, schedule if k else "uniform", fid=f + s, extractor_sha256=sha, **kw)
+        out["macs"] = int(out["macs"] * (macs_scale if k else 1.0))
+        return {"data": out}
+
+    metrics = {f"artifacts/eval/s{s}/r{k}/metrics.json": m(s, k, f) for s in seeds for k, f in enumerate(fids)}
+    if controls:  # controls must never be read as main rounds
+        metrics.update({f"artifacts/eval/controls/reinit/s{s}/r{len(fids) - 1}/metrics.json":
+                        m(s, len(fids) - 1, 500.0, kind="reinit") for s in seeds})
     metrics["reports/metrics.json"] = {"data": {"dense_fid": fids[0]}}
     return {"rev": rev, "name": name, "data": {
         "rev": rev, "timestamp": None, "deps": {}, "outs": {}, "meta": {}, "metrics": metrics,
@@ -356,12 +364,12 @@ def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkp
         "error": None, "experiments": None}
 
 
-def _exp_show() -> list[dict]:
+def _exp_show(lw_sha: str = SHA) -> list[dict]:
     """The shape of DVC 3.67's `dvc exp show --json` (captured from a throwaway repo)."""
     workspace = _rev("workspace", None, "global", [50, 55, 70])
-    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2))
+    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2), controls=True)
     glob = _rev("b" * 40, "glob", "global", [50, 55, 70])  # the workspace after `dvc exp run -n glob`
-    lw = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 59], rewind="init")
+    lw = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 59], rewind="init", sha=lw_sha)
     broken = {"rev": "d" * 40, "name": "bad", "data": {}, "error": {"type": "X", "msg": "boom"}, "experiments": None}
     base["experiments"] = [{"revs": [glob], "executor": None, "name": "glob"},
                            {"revs": [lw], "executor": None, "name": "lw"},
@@ -370,7 +378,7 @@ def _exp_show() -> list[dict]:
 
 
 def test_parse_exp_show():
-    from pipeline.compare import parse_exp_show, summary_table
+    from pipeline.compare import main_rows, parse_exp_show, summary_table
 
     rows, exps, notes = parse_exp_show(_exp_show())
     assert exps["experiment"].tolist() == ["glob", "lw", "main"]  # workspace == glob, shown once
@@ -380,11 +388,16 @@ def test_parse_exp_show():
     assert any(n.startswith("bad:") and "boom" in n for n in notes)
     lw = rows[rows["experiment"] == "lw"].sort_values("round")
     assert lw["round"].tolist() == [0, 1, 2, 3] and lw["fid"].tolist() == [51, 53, 57, 60]
-    assert len(rows[rows["experiment"] == "main"]) == 8  # 2 seeds x 4 rounds
+    main = rows[rows["experiment"] == "main"]
+    assert len(main_rows(main)) == 8  # 2 seeds x 4 rounds
+    ctrl = main[main["kind"] == "reinit"]
+    assert sorted(ctrl["seed"]) == [1, 2] and (ctrl["round"] == 3).all() and (ctrl["fid"] > 500).all()
 
     summary = summary_table(rows, exps, 10.0).set_index("experiment")
-    assert summary.loc["main", "dense_fid"] == 51.5  # mean over seeds 1 and 2
+    assert summary.loc["main", "dense_fid"] == 51.5  # mean over seeds 1 and 2; the controls' FID 500 stays out
     assert summary.loc["main", "final_fid"] == 76.5
+    assert summary.loc["main", "final_fid_sd"] == pytest.approx(np.std([76, 77], ddof=1))
+    assert summary.loc["main", "final_fid_low"] < 76 and summary.loc["main", "final_fid_high"] > 77
     # mean FIDs 51.5, 59.5, 64.5, 76.5: only round 1 is within 10 of dense
     assert summary.loc["main", "sparsest_within_tol_round"] == 1
     assert summary.loc["lw", "sparsest_within_tol_round"] == 3  # 51, 53, 57, 60
@@ -397,13 +410,81 @@ def test_compare_outputs_from_captured_json(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show())
     written = C.compare(tmp_path / "cmp", tmp_path)
     assert {p.name for p in written} == {"compare_fid_vs_sparsity.png", "compare_fid_vs_macs.png", "compare.csv",
-                                         "compare_rounds.csv", "compare.md"}
+                                         "compare_rounds.csv", "compare_findings.json", "compare.md"}
     md = (tmp_path / "cmp/compare.md").read_text()
     for name in ("glob", "lw", "main"):
         assert f"| {name} |" in md
     assert "workspace" in md  # named in the notes as identical to glob
+    assert "76.50 ± 0.71 [" in md  # main's final FID: mean ± sd over seeds [interval]
     csv = pd.read_csv(tmp_path / "cmp/compare.csv")
     assert set(csv["schedule"]) == {"global", "layerwise", "uniform"}
+    findings = json.loads((tmp_path / "cmp/compare_findings.json").read_text())
+    assert len(findings) == 1
+    f = findings[0]
+    # lw (seed 1, FID 60) vs main (seeds 1, 2: 76, 77) at round 3, equal MACs: better FID, equal cost
+    assert (f["layerwise"], f["uniform"], f["round"]) == ("lw", "main", 3)
+    assert f["effect"] == pytest.approx(60 - 76.5) and f["macs_ratio"] == pytest.approx(1.0)
+    assert "unpaired" in f["test"]
+    assert f"| {f['verdict']} |" in md and "layerwise is sparser or cheaper at equal FID" in md
+
+
+def test_compare_plots_each_seed_and_the_mean(monkeypatch, tmp_path):
+    import pipeline.compare as C
+
+    rows, exps, _ = C.parse_exp_show(_exp_show())
+    summary = C.summary_table(rows, exps, 10.0)
+    ax = C.plot_compare(rows, summary, "remaining_pct").axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["main seed 1"].get_ydata()) == [51, 59, 64, 76]
+    assert list(lines["main seed 2"].get_ydata()) == [52, 60, 65, 77]
+    mean = next(ln for label, ln in lines.items() if label.startswith("mean: main"))
+    assert list(mean.get_ydata()) == [51.5, 59.5, 64.5, 76.5]
+    assert len(ax.collections) >= 3  # one interval band per experiment
+    assert not any("reinit" in label for label in lines)
+
+
+def test_compare_refuses_to_mix_extractors(tmp_path, monkeypatch):
+    import pipeline.compare as C
+
+    other = "f" * 64
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show(lw_sha=other))
+    with pytest.raises(ConfigError, match=r"different FID extractors .*ffffffffffff: lw.*--split-extractors"):
+        C.compare(tmp_path / "cmp", tmp_path)
+    assert not (tmp_path / "cmp").exists()  # nothing half-written
+
+    written = C.compare(tmp_path / "cmp", tmp_path, split_extractors=True)
+    names = {p.name for p in written}
+    assert {"compare_fid_vs_sparsity-0123456789ab.png", "compare_fid_vs_sparsity-ffffffffffff.png",
+            "compare-0123456789ab.csv", "compare-ffffffffffff.csv"} <= names
+    apart = pd.read_csv(tmp_path / "cmp/compare-ffffffffffff.csv")
+    assert apart["experiment"].tolist() == ["lw"]
+    md = (tmp_path / "cmp/compare.md").read_text()
+    assert md.count("## Runs measured with extractor classifier") == 2
+    # lw's only uniform peer was measured with another extractor: no verdict across extractors
+    assert json.loads((tmp_path / "cmp/compare_findings.json").read_text())[0]["verdict"] == "not measured"
+
+    mixed = _exp_show()
+    mixed[1]["data"]["metrics"]["artifacts/eval/s2/r1/metrics.json"]["data"]["extractor_sha256"] = other
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: mixed)
+    with pytest.raises(ConfigError, match="experiment main: its metrics files name 2 different FID extractors"):
+        C.compare(tmp_path / "cmp2", tmp_path, split_extractors=True)
+
+
+@pytest.mark.parametrize("lw_fids, macs_scale, expected", [
+    ([50, 52, 56, 74], 0.8, "supported"),                    # cheaper, FID within the margin of uniform (75)
+    ([50, 52, 56, 95], 0.8, "contradicted"),                 # cheaper but worse by 20 > margin 10
+    ([50, 52, 56, 85], 0.8, "inconclusive at this scale"),   # worse by 10 ± noise: straddles the margin
+])
+def test_layerwise_verdict_from_experiments(lw_fids, macs_scale, expected):
+    from pipeline.compare import layerwise_findings, parse_exp_show
+
+    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2))
+    lw = _rev("c" * 40, "lw", "layerwise", lw_fids, seeds=(1, 2), macs_scale=macs_scale)
+    base["experiments"] = [{"revs": [lw], "executor": None, "name": "lw"}]
+    rows, exps, _ = parse_exp_show([base])
+    [f] = layerwise_findings(rows, exps, 10.0)
+    assert f["verdict"] == expected
+    assert f["macs_ratio"] == pytest.approx(macs_scale, rel=1e-3) and "paired by seed" in f["test"]
 
 
 def test_compare_outside_dvc_repo(tmp_path):
