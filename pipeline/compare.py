@@ -255,7 +255,9 @@ def layerwise_findings(rows: pd.DataFrame, exps: pd.DataFrame, default_tolerance
                     "sparsity": [float(a["sparsity"].mean()), float(b["sparsity"].mean())],
                     "verdict": layerwise_verdict(ratio, est.ci, margin), "effect": est.mean,
                     "ci": [est.low, est.high], "macs_ratio": ratio, "margin": float(margin),
-                    "test": f"ΔFID layerwise − uniform; {est.rule}; margin {margin:g}; {LAYERWISE_RULE}"})
+                    "test": f"ΔFID layerwise − uniform; {est.rule}; margin {margin:g}; {LAYERWISE_RULE}"
+                            + ("" if u["rewind"] == lw["rewind"] else
+                               f" (no uniform run with rewind {lw['rewind']}: compared with rewind {u['rewind']})")})
     return out
 
 

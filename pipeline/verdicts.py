@@ -95,18 +95,17 @@ def paired_difference_ci(a: Sequence[float], a_std: Sequence[Optional[float]], b
 
 def unpaired_difference_ci(a: Sequence[float], a_std: Sequence[Optional[float]], b: Sequence[float],
                            b_std: Sequence[Optional[float]], level: float = 0.95) -> Estimate:
-    """mean(a) − mean(b) for runs not paired by seed: SE² = SE_a² + SE_b² (each as in `seed_mean_ci`),
-    with the quantile of the smaller side (t with min(n_a, n_b) − 1 df; normal when that is 0)."""
+    """mean(a) − mean(b) for runs not paired by seed: each side's interval as in `seed_mean_ci`, and the
+    difference's half-width sqrt(h_a² + h_b²) of the two half-widths (each side keeps its own t quantile,
+    so a side with few seeds stays wide)."""
     ea, eb = seed_mean_ci(a, a_std, level), seed_mean_ci(b, b_std, level)
-    if not all(_finite(x) for x in (ea.low, eb.low)):
-        return Estimate(ea.mean - eb.mean, math.nan, math.nan, min(ea.n, eb.n), "unpaired; no interval")
-    n = min(ea.n, eb.n)
-    q_a, q_b = _quantile(ea.n, level)[0], _quantile(eb.n, level)[0]
-    se = math.hypot((ea.high - ea.mean) / q_a, (eb.high - eb.mean) / q_b)
-    q, dist = _quantile(n, level)
     mean = ea.mean - eb.mean
-    return Estimate(mean, mean - q * se, mean + q * se, n,
-                    f"unpaired ({ea.n} vs {eb.n} seeds), {dist}, SE² = SE_a² + SE_b²")
+    if not all(_finite(x) for x in (ea.low, eb.low)):
+        return Estimate(mean, math.nan, math.nan, min(ea.n, eb.n), "unpaired; no interval")
+    half = math.hypot(ea.high - ea.mean, eb.high - eb.mean)
+    return Estimate(mean, mean - half, mean + half, min(ea.n, eb.n),
+                    f"unpaired ({ea.n} vs {eb.n} seeds): half-width = sqrt(h_a² + h_b²) of each side's own interval "
+                    f"[{ea.rule}] and [{eb.rule}]")
 
 
 # -- verdicts ------------------------------------------------------------------------------------

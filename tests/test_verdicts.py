@@ -48,6 +48,9 @@ def test_paired_difference_pairs_by_seed():
 def test_unpaired_difference_adds_both_sides_noise():
     est = unpaired_difference_ci([13.0, 23.0], [0.1, 0.1], [10.0, 20.0], [0.1, 0.1])
     assert est.mean == 3.0 and est.low < -20  # the seed spread stays in
+    a, b = seed_mean_ci([13.0, 23.0], [0.1, 0.1]), seed_mean_ci([10.0], [0.5])
+    one = unpaired_difference_ci([13.0, 23.0], [0.1, 0.1], [10.0], [0.5])
+    assert one.high - one.mean == pytest.approx(math.hypot(a.high - a.mean, b.high - b.mean))
 
 
 @pytest.mark.parametrize("delta, expected", [(0.0, SUPPORTED), (0.7, SUPPORTED), (2.5, INCONCLUSIVE),

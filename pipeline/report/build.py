@@ -27,7 +27,9 @@ def _sample_panels(params: Params, df: pd.DataFrame, root: Path, n_sparsest: int
             r = df[df["main"] & (df["seed"] == seed) & (df["round"] == k)].iloc[0]
             path = require(eval_path(root, seed, k) / "samples.png", "eval", seed, k)
             what = "dense" if k == 0 else f"round {k}: {100 * r['sparsity']:.1f}% sparse"
-            panels.append((f"seed {seed}, {what}\nFID {r['fid']:.2f} ({r['feature_extractor']}, "
+            ci = f" [{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}]" if pd.notna(r["fid_ci_low"]) else ""
+            panels.append((f"seed {seed}, {what}\nFID {r['fid']:.2f}{ci} "
+                           f"({extractor_label(r['feature_extractor'], r['extractor_sha256'])}, "
                            f"N={int(r['num_samples'])})", path))
     return panels, len(shown)
 
@@ -196,4 +198,4 @@ def run_report(params: Params) -> None:
         print(f"report: wrote {path}")
 
 
-__all__ = ["build_report", "run_report", "extractor_label"]
+__all__ = ["build_report", "run_report"]
