@@ -227,6 +227,22 @@ def test_curves_show_each_seed_the_mean_and_the_controls():
     assert set(markers) == {"reinit control, mean (95 % CI of mean)", "random control, mean (95 % CI of mean)"}
 
 
+def test_ticket_claim_reads_the_sparsest_round_past_90_percent(tmp_path):
+    from pipeline.report import findings as FD
+    from pipeline.report.inputs import load_eval_table
+
+    make_fake_results(tmp_path, with_optional=False)
+    df = load_eval_table(_params(), tmp_path)
+    full = FD.ticket_vs_dense(df, margin=40.0)  # ΔFID 30.125 ± 6.35 is within a margin of 40
+    assert full["verdict"] == "supported" and full["read_at"].startswith("round 3 (90.9 % sparse), 2 seed(s)")
+    moved = df.copy()
+    moved.loc[moved["round"] == 3, "fid"] += 15.0  # now 45.1 ± 6.35: straddles 40
+    assert FD.ticket_vs_dense(moved, margin=40.0)["verdict"] == "inconclusive at this scale"
+    short = FD.ticket_vs_dense(df[df["round"] < 3], margin=40.0)
+    assert short["verdict"] == "not measured"
+    assert short["test"] == "no round reaches 90 % sparsity (sparsest: 79.8 % at round 2)"
+
+
 def test_heldout_by_t_csv_is_tidy_and_matches_metrics(report):
     root, _ = report
     csv = pd.read_csv(root / "reports/heldout_by_t.csv")

@@ -58,7 +58,7 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
     main = df[df["main"]]
     rounds = round_ids(params)
     names = _joined(main["feature_extractor"])
-    hashes = _joined(main["extractor_sha256"])
+    hashes = _joined(h if h != "?" else "not recorded" for h in main["extractor_sha256"])
     n_samples = ", ".join(str(int(n)) for n in sorted(main["num_samples"].unique()))
     first = main.iloc[0]
     boot = (f" FID intervals: {first['fid_ci_method']} ({int(first['fid_bootstrap'])} resamples)."

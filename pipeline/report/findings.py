@@ -53,7 +53,7 @@ def ticket_vs_dense(df: pd.DataFrame, margin: float) -> dict[str, Any]:
     if sparse.empty:
         most = f"{100 * by_round.max():.1f} % at round {int(by_round.idxmax())}" if len(by_round) else "no pruned round"
         return finding(TICKET_CLAIM, "–", NOT_MEASURED,
-                       test=f"no round reaches {SPARSE_ENOUGH:.0%} sparsity (sparsest: {most})")
+                       test=f"no round reaches {100 * SPARSE_ENOUGH:g} % sparsity (sparsest: {most})")
     k = int(sparse.idxmax())
     t = tickets[tickets["round"] == k]
     est = _paired(t, dense, "fid", "fid_std")
