@@ -486,6 +486,21 @@ def test_compare_refuses_to_mix_extractors(tmp_path, monkeypatch):
         C.compare(tmp_path / "cmp2", tmp_path, split_extractors=True)
 
 
+def test_cli_report_compare_refuses_or_splits(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import pipeline.compare as C
+    from pipeline.cli import app
+
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show(lw_sha="f" * 64))
+    monkeypatch.chdir(tmp_path)
+    refused = CliRunner().invoke(app, ["report", "compare", "--out", "cmp"])
+    assert refused.exit_code == 2 and "different FID extractors" in refused.output
+    split = CliRunner().invoke(app, ["report", "compare", "--out", "cmp", "--split-extractors"])
+    assert split.exit_code == 0, split.output
+    assert "cmp/compare_fid_vs_sparsity-ffffffffffff.png" in split.output
+
+
 @pytest.mark.parametrize("lw_fids, macs_scale, expected", [
     ([50, 52, 56, 74], 0.8, "supported"),                    # cheaper, FID within the margin of uniform (75)
     ([50, 52, 56, 95], 0.8, "contradicted"),                 # cheaper but worse by 20 > margin 10
