@@ -65,10 +65,11 @@ def experiment_curves(rows: pd.DataFrame) -> pd.DataFrame:
         est = seed_mean_ci(g["fid"].tolist(), g["fid_std"].tolist())
         sd = float(g["fid"].std(ddof=1)) if len(g) > 1 else float("nan")
         out.append({"experiment": name, "round": int(k), "seeds": int(g["seed"].nunique()),
-                    **{c: float(g[c].mean()) for c in ("sparsity", "remaining_pct", "fid", "kid_mean", "macs",
-                                                       "storage_bytes")},
+                    **{c: float(g[c].mean()) for c in ("sparsity", "remaining_pct", "fid", "fid_inf", "kid_mean",
+                                                       "macs", "storage_bytes")},
                     "fid_sd": sd, "fid_low": est.low, "fid_high": est.high})
-    cols = ["experiment", "round", "seeds", "sparsity", "remaining_pct", "fid", "kid_mean", "macs", "storage_bytes",
+    cols = ["experiment", "round", "seeds", "sparsity", "remaining_pct", "fid", "fid_inf", "kid_mean", "macs",
+            "storage_bytes",
             "fid_sd", "fid_low", "fid_high"]
     return pd.DataFrame(out, columns=cols).sort_values(["experiment", "round"], kind="stable")
 
@@ -93,9 +94,11 @@ def summary_table(rows: pd.DataFrame, exps: pd.DataFrame, default_tolerance: flo
             "rounds": int(c["round"].max()),
             "dense_fid": float(dense["fid"].iloc[0]) if not dense.empty else float("nan"),
             "dense_fid_sd": float(dense["fid_sd"].iloc[0]) if not dense.empty else float("nan"),
+            "dense_fid_low": float(dense["fid_low"].iloc[0]) if not dense.empty else float("nan"),
+            "dense_fid_high": float(dense["fid_high"].iloc[0]) if not dense.empty else float("nan"),
             "final_sparsity": float(final["sparsity"]), "final_fid": float(final["fid"]),
             "final_fid_sd": float(final["fid_sd"]), "final_fid_low": float(final["fid_low"]),
-            "final_fid_high": float(final["fid_high"]),
+            "final_fid_high": float(final["fid_high"]), "final_fid_inf": float(final["fid_inf"]),
             "final_macs": float(final["macs"]), "final_storage_bytes": float(final["storage_bytes"]),
             "fid_tolerance": tol,
             "sparsest_within_tol_round": int(best["round"]) if best is not None else None,
@@ -203,6 +206,10 @@ def _pm(mean: float, sd: float) -> str:
     return f"{_cell(mean, '.2f')} ± {_cell(sd, '.2f')}"
 
 
+def _pm_ci(s: pd.Series, col: str) -> str:
+    return f"{_pm(s[col], s[col + '_sd'])} [{_cell(s[col + '_low'], '.2f')}, {_cell(s[col + '_high'], '.2f')}]"
+
+
 def _group_markdown(summary: pd.DataFrame, findings: list[dict], suffix: str, heading: Optional[str]) -> list[str]:
     from .report.figures import macs_unit
 
@@ -219,8 +226,9 @@ def _group_markdown(summary: pd.DataFrame, findings: list[dict], suffix: str, he
         lines.append("| " + " | ".join([
             f["claim"], f["layerwise"], _cell(f["uniform"]), at, _cell(f["macs_ratio"], ".3f"),
             _cell(f["effect"], "+.2f"), f"[{_cell(lo, '.2f')}, {_cell(hi, '.2f')}]", f["test"], f["verdict"]]) + " |")
-    header = ["experiment", "rev", "schedule", "rewind", "seeds", "extractor", "N", "rounds", "dense FID mean ± sd",
-              "final sparsity (%)", "final FID mean ± sd [95 % CI]", f"final MACs ({unit})", "sparsest within tolerance"]
+    header = ["experiment", "rev", "schedule", "rewind", "seeds", "extractor", "N", "rounds",
+              "dense FID mean ± sd [95 % CI]", "final sparsity (%)", "final FID mean ± sd [95 % CI]", "final FID∞ (mean)",
+              f"final MACs ({unit})", "sparsest within tolerance"]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, s in summary.iterrows():
         within = "none" if pd.isna(s["sparsest_within_tol_round"]) else \
@@ -228,8 +236,8 @@ def _group_markdown(summary: pd.DataFrame, findings: list[dict], suffix: str, he
         lines.append("| " + " | ".join([
             s["experiment"], s["rev"], s["schedule"], s["rewind"], s["seeds"],
             f"{s['feature_extractor']} {_short(s['extractor_sha256'])}", s["num_samples"], str(s["rounds"]),
-            _pm(s["dense_fid"], s["dense_fid_sd"]), _cell(100 * s["final_sparsity"], ".2f"),
-            f"{_pm(s['final_fid'], s['final_fid_sd'])} [{_cell(s['final_fid_low'], '.2f')}, {_cell(s['final_fid_high'], '.2f')}]",
+            _pm_ci(s, "dense_fid"), _cell(100 * s["final_sparsity"], ".2f"), _pm_ci(s, "final_fid"),
+            _cell(s["final_fid_inf"], ".2f"),
             _cell(s["final_macs"] / scale, ".3f"), within]) + " |")
     lines += ["", f"![FID vs sparsity](compare_fid_vs_sparsity{suffix}.png)", "",
               f"![FID vs MACs](compare_fid_vs_macs{suffix}.png)", ""]
