@@ -574,3 +574,14 @@ def test_compare_on_a_real_dvc_repo(tmp_path):
     assert csv.loc["lw", "dense_fid"] == 40
     rounds = pd.read_csv(tmp_path / "reports/compare/compare_rounds.csv")
     assert sorted(rounds[rounds["experiment"] == "gl"]["fid"]) == [40, 59, 69]
+
+
+def test_similarity_findings_follow_the_claims_interval():
+    from pipeline.report.findings import similarity_findings
+
+    as_dict = similarity_findings({"claims": CLAIMS}, "kappa")
+    assert similarity_findings({"claims": [dict(v, name=k) for k, v in CLAIMS.items()]}, "kappa") == as_dict
+    assert [r["verdict"] for r in as_dict] == ["supported", "inconclusive at this scale", "contradicted"]
+    shifted = {k: dict(v, ci=[v["ci"][0] + 0.12, v["ci"][1] + 0.12]) for k, v in CLAIMS.items()}
+    assert [r["verdict"] for r in similarity_findings({"claims": shifted}, "kappa")] == ["supported"] * 3
+    assert similarity_findings(None, "kappa")[0]["verdict"] == "not measured"

@@ -86,6 +86,8 @@ def ticket_vs_control(df: pd.DataFrame, kind: str) -> dict[str, Any]:
 def similarity_findings(summary: Optional[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     """Rows from similarity summary.json 'claims' (effect, ci, test, p_value, round, direction)."""
     claims = (summary or {}).get("claims")
+    if isinstance(claims, list):  # tolerate a list of named claims as well as a dict keyed by name
+        claims = {str(c.get("name") or c.get("claim")): c for c in claims if isinstance(c, dict)}
     if not isinstance(claims, dict):
         why = "artifacts/similarity/summary.json not found" if summary is None else "similarity summary has no 'claims'"
         return [finding(SIM_CLAIMS["upstream_vs_downstream"], "–", NOT_MEASURED, test=why)]
