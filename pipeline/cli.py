@@ -43,12 +43,16 @@ def check(params: Path = typer.Argument(Path("params.yaml"), help="params file t
 
 
 @report_app.command("compare")
-def report_compare(out: Path = typer.Option(Path("reports/compare"), help="output folder")) -> None:
-    """Draw the workspace and every DVC experiment (e.g. uniform vs layerwise) on shared plots."""
+def report_compare(out: Path = typer.Option(Path("reports/compare"), help="output folder"),
+                   split_extractors: bool = typer.Option(
+                       False, help="when runs used different FID extractors, compare each extractor's runs apart "
+                                   "instead of refusing")) -> None:
+    """Draw the workspace and every DVC experiment (e.g. uniform vs layerwise) on shared plots, with the
+    spread over seeds and a verdict on the layerwise claim."""
     from .compare import compare
 
     try:
-        paths = compare(out_dir=out)
+        paths = compare(out_dir=out, split_extractors=split_extractors)
     except ConfigError as err:
         _fail(err)
     for path in paths:

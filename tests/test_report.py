@@ -21,25 +21,50 @@ from pipeline.report import build_report, png_data_uri, sparsest_within_toleranc
 
 SEEDS, ROUNDS = (1, 2), (1, 2, 3)
 LAYERS = ["time_embed.1.weight", "down.0.blocks.0.conv1.weight", "down.1.blocks.0.conv1.weight",
-          "mid_block1.conv1.weight", "up.0.blocks.0.conv1.weight", "up.1.blocks.0.conv2.weight",
+          "mid_block1.conv1.weight", "up.0.blocks.0.conv1.weight", "up.1.blocks.0.conv1.weight",
           "final_block.conv1.weight"]
-FIDS = {0: 50.0, 1: 55.5, 2: 59.25, 3: 80.125}  # dense + 3 rounds; within 10 of dense: rounds 1, 2
+FIDS = {0: 50.0, 1: 55.5, 2: 59.25, 3: 80.125}  # seed 1; seed 2 is 0.5 higher. Within 10 of dense: rounds 1, 2
+SHA = "0123456789ab" + "c" * 52
+EDGES = [0, 250, 500, 750, 1000]
+CLAIMS = {  # similarity summary.json 'claims' (interface 4)
+    "upstream_vs_downstream": {"effect": 0.12, "ci": [0.05, 0.2], "ci_level": 0.95, "test": "bootstrap over layers",
+                               "p_value": 0.01, "round": 3, "direction": "positive"},
+    "resolution_matched": {"effect": -0.02, "ci": [-0.1, 0.06], "ci_level": 0.95, "test": "bootstrap over levels",
+                           "p_value": 0.6, "round": 3, "direction": "positive", "levels": [0.0, -0.04]},
+    "beyond_magnitude": {"effect": -0.05, "ci": [-0.09, -0.01], "ci_level": 0.95, "test": "bootstrap over layers",
+                         "p_value": 0.02, "round": 3, "direction": "positive", "ticket_agreement": 0.4,
+                         "baseline_agreement": 0.45},
+}
 
 
-def _params(**report):
+def _params(eval_seeds=(1, 2), **report):
     return parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
-                         "eval": {"seeds": [1]}, "report": report})
+                         "eval": {"seeds": list(eval_seeds)}, "report": report})
 
 
-def _metrics(seed: int, k: int, schedule: str = "uniform", fid: float | None = None, **extra) -> dict:
+def _fid(seed: int, k: int) -> float:
+    return FIDS[k] + 0.5 * (seed - 1)
+
+
+def _metrics(seed: int, k: int, schedule: str = "uniform", fid: float | None = None, kind: str | None = None,
+             **extra) -> dict:
     sparsity = 1 - 0.45 ** k
-    return {"seed": seed, "round": k, "schedule": schedule, "sparsity": sparsity, "prunable_total": 10000,
-            "prunable_kept": round(10000 * (1 - sparsity)), "params_total": 12000,
+    fid = _fid(seed, k) if fid is None else fid
+    kind = kind or ("dense" if k == 0 else "ticket")
+    return {"seed": seed, "round": k, "schedule": schedule if k else "dense", "sparsity": sparsity,
+            "prunable_total": 10000, "prunable_kept": round(10000 * (1 - sparsity)), "params_total": 12000,
             "params_kept": 2000 + round(10000 * (1 - sparsity)), "macs_dense": 3_000_000,
             "macs": int(3_000_000 * (1 - 0.8 * sparsity)), "storage_bytes": int(48000 * (1 - 0.7 * sparsity)),
-            "storage_dense_bytes": 48000, "fid": FIDS[k] if fid is None else fid, "kid_mean": 0.01 * (k + 1),
+            "storage_dense_bytes": 48000, "fid": fid, "kid_mean": 0.01 * (k + 1) + 0.001 * seed,
             "kid_std": 0.001, "heldout_loss": 0.04 + 0.001 * k, "feature_extractor": "classifier",
-            "num_samples": 500, "sampler": "DDIM-50", **extra}
+            "num_samples": 500, "sampler": "DDIM-50", "kind": kind, "rewind": "none" if k == 0 else "checkpoint",
+            "fid_ci": [fid - 1.0, fid + 1.0], "fid_std": 0.5, "fid_ci_level": 0.95, "fid_bootstrap": 200,
+            "fid_ci_method": "generated samples resampled with replacement; reference statistics fixed",
+            "fid_inf": fid - 2.0, "fid_inf_ci": [fid - 3.5, fid - 0.5], "fid_inf_sizes": [100, 200, 500],
+            "extractor_sha256": SHA, "heldout_loss_se": 0.0005,
+            "heldout_loss_by_t": [0.1 / (b + 1) * (1 + 0.1 * k + (0.3 if kind != "ticket" and k else 0))
+                                  for b in range(len(EDGES) - 1)],
+            "heldout_t_edges": EDGES, **extra}
 
 
 def _png(path: Path, value: int) -> None:
@@ -64,9 +89,13 @@ def make_fake_results(root: Path, with_optional: bool = True, controls: bool = F
             _write(root / f"imp/s{seed}/r{k}/prune/mask.json",
                    {"total": 2800, "kept": int(2800 * (1 - sp)), "sparsity": sp, "layers": layers,
                     "seed": seed, "round": k, "schedule": "uniform", "rate": 0.55})
-    if controls:  # a control run kept beside the main layout
-        for k in ROUNDS:
-            _write(root / f"eval/controls/reinit/s1/r{k}/metrics.json", _metrics(1, k, fid=90.0 + k, rewind="reinit"))
+    if controls:  # interface 1: artifacts/eval/controls/{kind}/s{seed}/r{k}/metrics.json, at round 3
+        for seed in SEEDS:
+            _write(root / f"eval/controls/reinit/s{seed}/r3/metrics.json",
+                   _metrics(seed, 3, fid=90.0 + seed, kind="reinit", rewind="checkpoint"))
+            _write(root / f"eval/controls/random/s{seed}/r3/metrics.json",
+                   _metrics(seed, 3, fid=_fid(seed, 3) + 0.2 * (-1) ** seed, kind="random", rewind="checkpoint"))
+        _write(root / "eval/controls/reinit/s9/r3/metrics.json", _metrics(9, 3, fid=1.0, kind="reinit"))  # stale seed
     _write(root / "eval/s1/r7/metrics.json", _metrics(1, 3, fid=1.0))  # stale: round 7 not in params
     if with_optional:
         rows = [{"round": k, "layer": n, "block": b, "depth": d, "metric": m, "value": v}
@@ -74,28 +103,29 @@ def make_fake_results(root: Path, with_optional: bool = True, controls: bool = F
                 for m, v in (("kappa", 0.9 - 0.1 * d), ("jaccard", 0.8 - 0.05 * d), ("jaccard_chance", 0.3))]
         (root / "similarity").mkdir(parents=True)
         pd.DataFrame(rows).to_csv(root / "similarity/similarity.csv", index=False)
-        _write(root / "similarity/summary.json", {"metric": "kappa", "finding": "Upstream layers agree more (fake)."})
+        _write(root / "similarity/summary.json", {"metric": "kappa", "finding": "Upstream layers agree more (fake).",
+                                                  "claims": CLAIMS})
         _write(root / "layer_rates/rates.json", {"metric": "kappa", "strength": 1.0, "target_sparsity": 0.9,
                                                  "agreement": {n: 0.9 - 0.1 * i for i, n in enumerate(LAYERS)},
                                                  "weights": {n: 0.5 + 0.2 * i for i, n in enumerate(LAYERS)}})
 
 
-EXPECTED = ["fid_vs_sparsity.png", "fid_vs_cost.png", "layer_sparsity.png", "similarity_heatmap.png",
-            "similarity_depth.png", "layer_rates.png", "samples.png", "summary.md", "index.html",
-            "fid_vs_sparsity.csv", "metrics.json"]
+EXPECTED = ["fid_vs_sparsity.png", "fid_vs_cost.png", "heldout_by_t.png", "layer_sparsity.png",
+            "similarity_heatmap.png", "similarity_depth.png", "similarity_claims.png", "layer_rates.png",
+            "samples.png", "summary.md", "index.html", "fid_vs_sparsity.csv", "heldout_by_t.csv", "metrics.json"]
 
 
-def _summary_rows(md: str) -> list[dict]:
-    """The 'Results per round' table of summary.md as dicts."""
-    section = md.split("## Results per round", 1)[1].split("\n## ", 1)[0]
-    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+def _md_table(md: str, section: str) -> list[dict]:
+    """A table of summary.md's `section` as dicts."""
+    part = md.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in part.splitlines() if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """One report on the fake results (with a control run), built once for the tests that read it."""
+    """One report on the fake results (two seeds, two control kinds), built once for the tests that read it."""
     pytest.importorskip("pipeline.similarity")  # block colours and similarity figures come from it
     root = tmp_path_factory.mktemp("run")
     make_fake_results(root / "artifacts", controls=True)
@@ -112,43 +142,152 @@ def test_report_writes_every_file(report):
         assert path.stat().st_size > 0, name
         if name.endswith(".png"):
             assert Image.open(path).size[0] > 200
-    assert "Notes" not in (out / "summary.md").read_text()  # nothing optional was missing
+    assert "## Notes" not in (out / "summary.md").read_text()  # nothing optional was missing
 
 
-def test_summary_numbers_equal_the_metrics_files(report):
+def test_findings_table_opens_the_summary(report):
     root, _ = report
-    out = root / "reports"
-    rows = _summary_rows((out / "summary.md").read_text())
-    assert [int(r["round"]) for r in rows] == [0, *ROUNDS]
-    for r in rows:
-        m = json.loads((root / f"artifacts/eval/s1/r{r['round']}/metrics.json").read_text())
-        assert float(r["FID"]) == pytest.approx(m["fid"], abs=0.005)
+    md = (root / "reports/summary.md").read_text()
+    first_section = md.split("\n## ", 2)[1]
+    assert first_section.startswith("Findings\n")
+    rows = {r["claim"]: r for r in _md_table(md, "Findings")}
+    ticket = rows["winning tickets exist at ≥ 90 % sparsity (ticket vs dense)"]
+    # round 3 (90.9 %): ΔFID = 30.125 on both seeds; far beyond the margin 10 -> contradicted
+    assert ticket["read at"].startswith("round 3") and float(ticket["effect"]) == pytest.approx(30.125, abs=5e-4)
+    assert ticket["verdict"] == "contradicted" and "non-inferiority, margin 10" in ticket["test"]
+    assert "Δ held-out loss +0.00300" in ticket["also measured"]
+    reinit, random = rows["the ticket beats the reinit control"], rows["the ticket beats the random control"]
+    assert reinit["verdict"] == "supported" and float(reinit["effect"]) == pytest.approx(11.125, abs=5e-4)
+    assert random["verdict"] == "inconclusive at this scale"  # seeds straddle the ticket
+    assert rows["upstream blocks agree more than downstream blocks (forward order)"]["verdict"] == "supported"
+    assert rows["encoder blocks agree more than decoder blocks at the same resolution"]["verdict"] == \
+        "inconclusive at this scale"
+    assert rows["the two tickets agree beyond what each shares with its starting magnitudes"]["verdict"] == "contradicted"
+    assert "agree no more with each other than each agrees with the magnitude mask" in md
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert [f["verdict"] for f in metrics["findings"]] == [r["verdict"] for r in rows.values()]
+
+
+def test_tables_show_spread_intervals_and_extractor_hash(report):
+    root, _ = report
+    md = (root / "reports/summary.md").read_text()
+    means = _md_table(md, "Mean over seeds")
+    assert [(r["kind"], r["round"]) for r in means] == [("dense", "0"), ("ticket", "1"), ("ticket", "2"),
+                                                        ("ticket", "3"), ("control: random", "3"),
+                                                        ("control: reinit", "3")]
+    dense = means[0]
+    assert dense["FID mean ± sd"] == "50.25 ± 0.35"  # seeds 50.0 and 50.5
+    lo, hi = (float(x) for x in dense["FID 95 % CI of mean"].strip("[]").split(","))
+    assert lo < 50.0 and hi > 50.5
+    assert all("±" in r["FID mean ± sd"] and "±" in r["KID mean ± sd"] for r in means)
+    per_seed = _md_table(md, "Results per seed and round")
+    assert len(per_seed) == 2 * 4 + 4  # two seeds x (dense + 3 rounds) + two controls x two seeds; stale ones left out
+    for r in per_seed:
+        m = json.loads((root / "artifacts" / _path(r)).read_text())
+        fid, ci = r["FID [95 % CI]"].split(" ", 1)
+        assert float(fid) == pytest.approx(m["fid"], abs=0.005)
+        assert ci == f"[{m['fid_ci'][0]:.2f}, {m['fid_ci'][1]:.2f}]"
+        assert r["FID∞ [95 % CI]"].startswith(f"{m['fid_inf']:.2f} [")
+        assert r["extractor"] == "classifier 0123456789ab"
         assert float(r["sparsity (%)"]) == pytest.approx(100 * m["sparsity"], abs=0.005)
         assert int(r["params kept"].replace(",", "")) == m["params_kept"]
         assert float(r["MACs (MMACs)"]) == pytest.approx(m["macs"] / 1e6, abs=5e-4)
-        assert float(r["storage (KiB)"]) == pytest.approx(m["storage_bytes"] / 1024, abs=0.05)
         assert float(r["KID"].split("±")[0]) == pytest.approx(m["kid_mean"], abs=5e-5)
-        assert float(r["heldout loss"]) == pytest.approx(m["heldout_loss"], abs=5e-6)
+        assert float(r["heldout loss ± SE"].split("±")[0]) == pytest.approx(m["heldout_loss"], abs=5e-6)
+    assert f"weights sha256 {SHA}" in md and "on 500 generated samples (DDIM-50 sampler)" in md
 
+
+def _path(row: dict) -> str:
+    kind, seed, k = row["kind"], row["seed"], row["round"]
+    if kind.startswith("control: "):
+        return f"eval/controls/{kind.removeprefix('control: ')}/s{seed}/r{k}/metrics.json"
+    return f"eval/s{seed}/r{k}/metrics.json"
+
+
+def test_curves_show_each_seed_the_mean_and_the_controls():
+    from pipeline.report import figures as F
+    from pipeline.report.inputs import load_eval_table
+    from pipeline.report.tables import seed_stats
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        make_fake_results(Path(tmp), with_optional=False, controls=True)
+        df = load_eval_table(_params(), Path(tmp))
+    fig = F.plot_fid_vs_sparsity(df, seed_stats(df), 10.0)
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["seed 1"].get_ydata()) == [_fid(1, k) for k in (0, *ROUNDS)]
+    assert list(lines["seed 2"].get_ydata()) == [_fid(2, k) for k in (0, *ROUNDS)]
+    assert list(lines["mean over 2 seed(s)"].get_ydata()) == pytest.approx([_fid(1, k) + 0.25 for k in (0, *ROUNDS)])
+    assert lines["seed 1"].get_linewidth() < lines["mean over 2 seed(s)"].get_linewidth()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "mean: 95 % CI of mean" in labels  # the band
+    assert {"reinit control, per seed", "random control, per seed"} <= set(labels)
+    markers = {c.get_label(): c for c in ax.containers}  # the controls' mean with error bars
+    assert set(markers) == {"reinit control, mean (95 % CI of mean)", "random control, mean (95 % CI of mean)"}
+
+
+def test_ticket_claim_reads_the_sparsest_round_past_90_percent(tmp_path):
+    from pipeline.report import findings as FD
+    from pipeline.report.inputs import load_eval_table
+
+    make_fake_results(tmp_path, with_optional=False)
+    df = load_eval_table(_params(), tmp_path)
+    full = FD.ticket_vs_dense(df, margin=40.0)  # ΔFID 30.125 ± 6.35 is within a margin of 40
+    assert full["verdict"] == "supported" and full["read_at"].startswith("round 3 (90.9 % sparse), 2 seed(s)")
+    moved = df.copy()
+    moved.loc[moved["round"] == 3, "fid"] += 15.0  # now 45.1 ± 6.35: straddles 40
+    assert FD.ticket_vs_dense(moved, margin=40.0)["verdict"] == "inconclusive at this scale"
+    short = FD.ticket_vs_dense(df[df["round"] < 3], margin=40.0)
+    assert short["verdict"] == "not measured"
+    assert short["test"] == "no round reaches 90 % sparsity (sparsest: 79.8 % at round 2)"
+
+
+def test_heldout_by_t_csv_is_tidy_and_matches_metrics(report):
+    root, _ = report
+    csv = pd.read_csv(root / "reports/heldout_by_t.csv")
+    assert list(csv.columns) == ["kind", "seed", "round", "sparsity", "bucket", "t_lo", "t_hi", "loss"]
+    assert set(csv["kind"]) == {"dense", "ticket", "reinit", "random"}
+    assert len(csv) == (2 * 4 + 2 * 2) * (len(EDGES) - 1)
+    m = json.loads((root / "artifacts/eval/s2/r3/metrics.json").read_text())
+    rows = csv[(csv["kind"] == "ticket") & (csv["seed"] == 2) & (csv["round"] == 3)].sort_values("bucket")
+    assert rows["loss"].tolist() == pytest.approx(m["heldout_loss_by_t"])
+    assert rows["t_lo"].tolist() == EDGES[:-1] and rows["t_hi"].tolist() == EDGES[1:]
+
+    from pipeline.report.figures import heldout_ratio
+    ratio = heldout_ratio(csv).set_index(["kind", "round", "bucket"])["ratio"]
+    assert ratio.loc[("ticket", 3, 0)] == pytest.approx(1.3)  # (1 + 0.1 k) relative to dense
+    assert ratio.loc[("reinit", 3, 2)] == pytest.approx(1.6)
+
+
+def test_report_is_byte_stable(report, tmp_path):
+    root, written = report
+    again = build_report(_params(fid_tolerance=10.0), out_dir=tmp_path / "reports", artifacts_root=root / "artifacts")
+    for a, b in zip(written, again):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_csv_and_metrics(report):
+    root, _ = report
+    out = root / "reports"
     csv = pd.read_csv(out / "fid_vs_sparsity.csv")
-    main = csv[(csv["seed"] == 1) & (csv["rewind"] == "checkpoint")].sort_values("round")
+    main = csv[(csv["seed"] == 1) & csv["kind"].isin(["dense", "ticket"])].sort_values("round")
     assert main["round"].tolist() == [0, *ROUNDS]  # stale r7 left out
     assert main["fid"].tolist() == [FIDS[k] for k in (0, *ROUNDS)]
     assert (main["schedule"] == "uniform").all()
-    ctrl = csv[csv["rewind"] == "reinit"].sort_values("round")
-    assert ctrl["fid"].tolist() == [91.0, 92.0, 93.0]
+    ctrl = csv[csv["kind"] == "reinit"].sort_values("seed")
+    assert ctrl["fid"].tolist() == [91.0, 92.0] and ctrl["seed"].tolist() == [1, 2]  # stale seed 9 left out
     assert np.allclose(csv["remaining_pct"], 100 * (1 - csv["sparsity"]))
+    assert np.allclose(csv["fid_ci_high"] - csv["fid_ci_low"], 2.0)
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["dense_fid"] == FIDS[0] and metrics["final_fid"] == FIDS[3]
+    assert metrics["dense_fid"] == 50.25 and metrics["final_fid"] == 80.375
     assert metrics["final_sparsity"] == pytest.approx(1 - 0.45 ** 3)
     assert metrics["sparsest_within_tolerance"]["round"] == 2
-    assert metrics["feature_extractor"] == "classifier" and metrics["num_samples"] == 500
-
+    assert metrics["feature_extractor"] == "classifier" and metrics["extractor_sha256"] == SHA
     md = (out / "summary.md").read_text()
     assert "Upstream layers agree more (fake)." in md
-    assert "round 2 at 79.75% sparsity" in md
-    assert "classifier feature extractor on 500 generated samples" in md
+    assert "Seed 1: the sparsest ticket within ΔFID ≤ 10 of dense is round 2 at 79.75% sparsity" in md
 
 
 def test_html_is_self_contained(report):
@@ -158,7 +297,8 @@ def test_html_is_self_contained(report):
     assert "http" not in page.lower()
     assert "<script" not in page and "<link" not in page
     n_png = sum(p.suffix == ".png" for p in written)
-    assert page.count("data:image/png;base64,") == n_png == 7
+    assert page.count("data:image/png;base64,") == n_png == 9
+    assert page.index("<h2>Findings</h2>") < page.index("<h2>Setup</h2>")
     assert "Upstream layers agree more (fake)." in page
 
 
@@ -199,26 +339,39 @@ def test_stage_entry_without_optional_inputs(tmp_path):
     """`python -m stages.report` in a run without similarity/rates and no ticket within tolerance."""
     pytest.importorskip("pipeline.similarity")
     make_fake_results(tmp_path / "artifacts", with_optional=False)
-    (tmp_path / "params.yaml").write_text(json.dumps(_params(fid_tolerance=1.0).model_dump(mode="json")))
+    (tmp_path / "params.yaml").write_text(json.dumps(_params(eval_seeds=(1,), fid_tolerance=1.0).model_dump(mode="json")))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.run([sys.executable, "-m", "stages.report"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "reports"
-    skipped = {"similarity_heatmap.png", "similarity_depth.png", "layer_rates.png"}
+    skipped = {"similarity_heatmap.png", "similarity_depth.png", "layer_rates.png"}  # the claims figure says there are none
     assert sorted(p.name for p in out.iterdir()) == sorted(set(EXPECTED) - skipped)
     md = (out / "summary.md").read_text()
     assert "no ticket stays within ΔFID ≤ 1 of dense" in md
     assert "similarity.csv not found" in md and "rates.json not found" in md
     assert json.loads((out / "metrics.json").read_text())["sparsest_within_tolerance"] is None
-    assert (out / "index.html").read_text().count("data:image/png;base64,") == 4
+    assert (out / "index.html").read_text().count("data:image/png;base64,") == 6
+    rows = {r["claim"]: r for r in _md_table(md, "Findings")}
+    assert rows["upstream blocks agree more than downstream blocks (forward order)"]["verdict"] == "not measured"
+    ticket = rows["winning tickets exist at ≥ 90 % sparsity (ticket vs dense)"]
+    # one seed: the bootstrap std alone gives the interval (normal), ΔFID 30.125 is beyond margin 1
+    assert ticket["verdict"] == "contradicted" and "1 seed: bootstrap over samples only" in ticket["test"]
 
 
 # ------------------------------------------------------------------------------------------------
 # compare
 # ------------------------------------------------------------------------------------------------
-def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkpoint", seeds=(1,)) -> dict:
-    metrics = {f"artifacts/eval/s{s}/r{k}/metrics.json": {"data": _metrics(s, k, schedule if k else "uniform", fid=f + s)}
-               for s in seeds for k, f in enumerate(fids)}
+def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkpoint", seeds=(1,), sha: str = SHA,
+         controls: bool = False, macs_scale: float = 1.0) -> dict:
+    def m(s, k, f, **kw):
+        out = _metrics(s, k, schedule if k else "uniform", fid=f + s, extractor_sha256=sha, **kw)
+        out["macs"] = int(out["macs"] * (macs_scale if k else 1.0))
+        return {"data": out}
+
+    metrics = {f"artifacts/eval/s{s}/r{k}/metrics.json": m(s, k, f) for s in seeds for k, f in enumerate(fids)}
+    if controls:  # controls must never be read as main rounds
+        metrics.update({f"artifacts/eval/controls/reinit/s{s}/r{len(fids) - 1}/metrics.json":
+                        m(s, len(fids) - 1, 500.0, kind="reinit") for s in seeds})
     metrics["reports/metrics.json"] = {"data": {"dense_fid": fids[0]}}
     return {"rev": rev, "name": name, "data": {
         "rev": rev, "timestamp": None, "deps": {}, "outs": {}, "meta": {}, "metrics": metrics,
@@ -227,12 +380,12 @@ def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkp
         "error": None, "experiments": None}
 
 
-def _exp_show() -> list[dict]:
+def _exp_show(lw_sha: str = SHA) -> list[dict]:
     """The shape of DVC 3.67's `dvc exp show --json` (captured from a throwaway repo)."""
     workspace = _rev("workspace", None, "global", [50, 55, 70])
-    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2))
+    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2), controls=True)
     glob = _rev("b" * 40, "glob", "global", [50, 55, 70])  # the workspace after `dvc exp run -n glob`
-    lw = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 59], rewind="init")
+    lw = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 59], rewind="init", sha=lw_sha)
     broken = {"rev": "d" * 40, "name": "bad", "data": {}, "error": {"type": "X", "msg": "boom"}, "experiments": None}
     base["experiments"] = [{"revs": [glob], "executor": None, "name": "glob"},
                            {"revs": [lw], "executor": None, "name": "lw"},
@@ -241,7 +394,7 @@ def _exp_show() -> list[dict]:
 
 
 def test_parse_exp_show():
-    from pipeline.compare import parse_exp_show, summary_table
+    from pipeline.compare import main_rows, parse_exp_show, summary_table
 
     rows, exps, notes = parse_exp_show(_exp_show())
     assert exps["experiment"].tolist() == ["glob", "lw", "main"]  # workspace == glob, shown once
@@ -251,11 +404,16 @@ def test_parse_exp_show():
     assert any(n.startswith("bad:") and "boom" in n for n in notes)
     lw = rows[rows["experiment"] == "lw"].sort_values("round")
     assert lw["round"].tolist() == [0, 1, 2, 3] and lw["fid"].tolist() == [51, 53, 57, 60]
-    assert len(rows[rows["experiment"] == "main"]) == 8  # 2 seeds x 4 rounds
+    main = rows[rows["experiment"] == "main"]
+    assert len(main_rows(main)) == 8  # 2 seeds x 4 rounds
+    ctrl = main[main["kind"] == "reinit"]
+    assert sorted(ctrl["seed"]) == [1, 2] and (ctrl["round"] == 3).all() and (ctrl["fid"] > 500).all()
 
     summary = summary_table(rows, exps, 10.0).set_index("experiment")
-    assert summary.loc["main", "dense_fid"] == 51.5  # mean over seeds 1 and 2
+    assert summary.loc["main", "dense_fid"] == 51.5  # mean over seeds 1 and 2; the controls' FID 500 stays out
     assert summary.loc["main", "final_fid"] == 76.5
+    assert summary.loc["main", "final_fid_sd"] == pytest.approx(np.std([76, 77], ddof=1))
+    assert summary.loc["main", "final_fid_low"] < 76 and summary.loc["main", "final_fid_high"] > 77
     # mean FIDs 51.5, 59.5, 64.5, 76.5: only round 1 is within 10 of dense
     assert summary.loc["main", "sparsest_within_tol_round"] == 1
     assert summary.loc["lw", "sparsest_within_tol_round"] == 3  # 51, 53, 57, 60
@@ -268,13 +426,96 @@ def test_compare_outputs_from_captured_json(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show())
     written = C.compare(tmp_path / "cmp", tmp_path)
     assert {p.name for p in written} == {"compare_fid_vs_sparsity.png", "compare_fid_vs_macs.png", "compare.csv",
-                                         "compare_rounds.csv", "compare.md"}
+                                         "compare_rounds.csv", "compare_findings.json", "compare.md"}
     md = (tmp_path / "cmp/compare.md").read_text()
     for name in ("glob", "lw", "main"):
         assert f"| {name} |" in md
     assert "workspace" in md  # named in the notes as identical to glob
+    assert "76.50 ± 0.71 [" in md  # main's final FID: mean ± sd over seeds [interval]
     csv = pd.read_csv(tmp_path / "cmp/compare.csv")
     assert set(csv["schedule"]) == {"global", "layerwise", "uniform"}
+    findings = json.loads((tmp_path / "cmp/compare_findings.json").read_text())
+    assert len(findings) == 1
+    f = findings[0]
+    # lw (seed 1, FID 60) vs main (seeds 1, 2: 76, 77) at round 3, equal MACs: better FID, equal cost
+    assert (f["layerwise"], f["uniform"], f["round"]) == ("lw", "main", 3)
+    assert f["effect"] == pytest.approx(60 - 76.5) and f["macs_ratio"] == pytest.approx(1.0)
+    assert "unpaired" in f["test"]
+    assert f"| {f['verdict']} |" in md and "layerwise is sparser or cheaper at equal FID" in md
+
+
+def test_compare_plots_each_seed_and_the_mean(monkeypatch, tmp_path):
+    import pipeline.compare as C
+
+    rows, exps, _ = C.parse_exp_show(_exp_show())
+    summary = C.summary_table(rows, exps, 10.0)
+    ax = C.plot_compare(rows, summary, "remaining_pct").axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["main seed 1"].get_ydata()) == [51, 59, 64, 76]
+    assert list(lines["main seed 2"].get_ydata()) == [52, 60, 65, 77]
+    mean = next(ln for label, ln in lines.items() if label.startswith("mean: main"))
+    assert list(mean.get_ydata()) == [51.5, 59.5, 64.5, 76.5]
+    assert len(ax.collections) >= 3  # one interval band per experiment
+    assert not any("reinit" in label for label in lines)
+
+
+def test_compare_refuses_to_mix_extractors(tmp_path, monkeypatch):
+    import pipeline.compare as C
+
+    other = "f" * 64
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show(lw_sha=other))
+    with pytest.raises(ConfigError, match=r"different FID extractors .*ffffffffffff: lw.*--split-extractors"):
+        C.compare(tmp_path / "cmp", tmp_path)
+    assert not (tmp_path / "cmp").exists()  # nothing half-written
+
+    written = C.compare(tmp_path / "cmp", tmp_path, split_extractors=True)
+    names = {p.name for p in written}
+    assert {"compare_fid_vs_sparsity-0123456789ab.png", "compare_fid_vs_sparsity-ffffffffffff.png",
+            "compare-0123456789ab.csv", "compare-ffffffffffff.csv"} <= names
+    apart = pd.read_csv(tmp_path / "cmp/compare-ffffffffffff.csv")
+    assert apart["experiment"].tolist() == ["lw"]
+    md = (tmp_path / "cmp/compare.md").read_text()
+    assert md.count("## Runs measured with extractor classifier") == 2
+    # lw's only uniform peer was measured with another extractor: no verdict across extractors
+    assert json.loads((tmp_path / "cmp/compare_findings.json").read_text())[0]["verdict"] == "not measured"
+
+    mixed = _exp_show()
+    mixed[1]["data"]["metrics"]["artifacts/eval/s2/r1/metrics.json"]["data"]["extractor_sha256"] = other
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: mixed)
+    with pytest.raises(ConfigError, match="experiment main: its metrics files name 2 different FID extractors"):
+        C.compare(tmp_path / "cmp2", tmp_path, split_extractors=True)
+
+
+def test_cli_report_compare_refuses_or_splits(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import pipeline.compare as C
+    from pipeline.cli import app
+
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show(lw_sha="f" * 64))
+    monkeypatch.chdir(tmp_path)
+    refused = CliRunner().invoke(app, ["report", "compare", "--out", "cmp"])
+    assert refused.exit_code == 2 and "different FID extractors" in refused.output
+    split = CliRunner().invoke(app, ["report", "compare", "--out", "cmp", "--split-extractors"])
+    assert split.exit_code == 0, split.output
+    assert "cmp/compare_fid_vs_sparsity-ffffffffffff.png" in split.output
+
+
+@pytest.mark.parametrize("lw_fids, macs_scale, expected", [
+    ([50, 52, 56, 74], 0.8, "supported"),                    # cheaper, FID within the margin of uniform (75)
+    ([50, 52, 56, 95], 0.8, "contradicted"),                 # cheaper but worse by 20 > margin 10
+    ([50, 52, 56, 85], 0.8, "inconclusive at this scale"),   # worse by 10 ± noise: straddles the margin
+])
+def test_layerwise_verdict_from_experiments(lw_fids, macs_scale, expected):
+    from pipeline.compare import layerwise_findings, parse_exp_show
+
+    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2))
+    lw = _rev("c" * 40, "lw", "layerwise", lw_fids, seeds=(1, 2), macs_scale=macs_scale)
+    base["experiments"] = [{"revs": [lw], "executor": None, "name": "lw"}]
+    rows, exps, _ = parse_exp_show([base])
+    [f] = layerwise_findings(rows, exps, 10.0)
+    assert f["verdict"] == expected
+    assert f["macs_ratio"] == pytest.approx(macs_scale, rel=1e-3) and "paired by seed" in f["test"]
 
 
 def test_compare_outside_dvc_repo(tmp_path):
@@ -333,3 +574,14 @@ def test_compare_on_a_real_dvc_repo(tmp_path):
     assert csv.loc["lw", "dense_fid"] == 40
     rounds = pd.read_csv(tmp_path / "reports/compare/compare_rounds.csv")
     assert sorted(rounds[rounds["experiment"] == "gl"]["fid"]) == [40, 59, 69]
+
+
+def test_similarity_findings_follow_the_claims_interval():
+    from pipeline.report.findings import similarity_findings
+
+    as_dict = similarity_findings({"claims": CLAIMS}, "kappa")
+    assert similarity_findings({"claims": [dict(v, name=k) for k, v in CLAIMS.items()]}, "kappa") == as_dict
+    assert [r["verdict"] for r in as_dict] == ["supported", "inconclusive at this scale", "contradicted"]
+    shifted = {k: dict(v, ci=[v["ci"][0] + 0.12, v["ci"][1] + 0.12]) for k, v in CLAIMS.items()}
+    assert [r["verdict"] for r in similarity_findings({"claims": shifted}, "kappa")] == ["supported"] * 3
+    assert similarity_findings(None, "kappa")[0]["verdict"] == "not measured"

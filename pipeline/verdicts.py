@@ -1,0 +1,159 @@
+"""Verdicts on the study's claims, computed from an effect and its interval (pure functions).
+
+Every verdict is one of SUPPORTED / CONTRADICTED / INCONCLUSIVE ("at this scale": a verdict says what
+these runs can resolve, not what is true). Intervals are 95 % two-sided unless a caller asks otherwise.
+
+Interval of a mean FID (or of a mean paired FID difference) over n seeds, `seed_mean_ci`:
+each seed s contributes a value x_s (a FID, or FID_a − FID_b of the same seed) and the bootstrap std
+b_s of that value over the generated samples (for a difference, sqrt(b_a² + b_b²): the two runs'
+samples are drawn independently). Then
+
+    mean = x̄,   SE² = s²/n + Σ b_s² / n²
+
+where s² is the between-seed sample variance (ddof 1; 0 when n = 1). The between-seed term already
+contains sampling noise, so adding the bootstrap term is conservative on purpose: with two seeds s²
+is a very rough estimate, and the bootstrap term keeps the interval from collapsing when the seeds
+happen to agree. Half-width: t(0.975, n − 1) · SE for n >= 2, z(0.975) · SE for n = 1 (then only
+sampling noise is measured; seed-to-seed variation is not). No bootstrap std and n = 1: no interval.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive at this scale"
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
+
+NONINFERIORITY_RULE = ("non-inferiority, margin {margin:g}: supported if the interval's upper end <= margin, "
+                       "contradicted if its lower end > margin")
+SUPERIORITY_RULE = "supported if the interval lies above 0, contradicted if below 0"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over seeds with its interval and the rule that produced it (for the 'test' column)."""
+    mean: float
+    low: float
+    high: float
+    n: int
+    rule: str
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return (self.low, self.high)
+
+
+def _finite(x: Optional[float]) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _quantile(n: int, level: float) -> tuple[float, str]:
+    from scipy import stats
+
+    q = 0.5 + level / 2
+    if n >= 2:
+        return float(stats.t.ppf(q, n - 1)), f"Student-t, {n - 1} df"
+    return float(stats.norm.ppf(q)), "normal"
+
+
+def seed_mean_ci(values: Sequence[float], boot_stds: Sequence[Optional[float]], level: float = 0.95) -> Estimate:
+    """Mean of per-seed `values` with the interval of the module docstring."""
+    vals = [float(v) for v in values if _finite(v)]
+    n = len(vals)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, "no values")
+    mean = sum(vals) / n
+    stds = [float(b) for b in boot_stds if _finite(b)]
+    have_boot = len(stds) == len(list(values)) and len(stds) > 0
+    between = sum((v - mean) ** 2 for v in vals) / (n - 1) if n >= 2 else 0.0
+    boot = sum(b * b for b in stds) / n ** 2 if have_boot else 0.0
+    if n == 1 and not have_boot:
+        return Estimate(mean, math.nan, math.nan, 1, "one seed and no bootstrap std: no interval")
+    q, dist = _quantile(n, level)
+    half = q * math.sqrt(between / n + boot)
+    if n >= 2:
+        parts = "between-seed variance / n" + (" + bootstrap variances / n²" if have_boot else
+                                              " (no bootstrap std in the metrics)")
+        rule = f"{dist} over {n} seeds, SE² = {parts}"
+    else:
+        rule = "1 seed: bootstrap over samples only (normal); seed variation not measured"
+    return Estimate(mean, mean - half, mean + half, n, rule)
+
+
+def paired_difference_ci(a: Sequence[float], a_std: Sequence[Optional[float]], b: Sequence[float],
+                         b_std: Sequence[Optional[float]], level: float = 0.95) -> Estimate:
+    """Mean over seeds of a_s − b_s (same seed on both sides), with `seed_mean_ci`'s interval."""
+    if len(a) != len(b):
+        raise ValueError("paired difference needs one value per seed on both sides")
+    diffs = [float(x) - float(y) for x, y in zip(a, b)]
+    stds = [math.sqrt(float(sa) ** 2 + float(sb) ** 2) if _finite(sa) and _finite(sb) else None
+            for sa, sb in zip(a_std, b_std)]
+    est = seed_mean_ci(diffs, stds, level)
+    return Estimate(est.mean, est.low, est.high, est.n, "paired by seed; " + est.rule)
+
+
+def unpaired_difference_ci(a: Sequence[float], a_std: Sequence[Optional[float]], b: Sequence[float],
+                           b_std: Sequence[Optional[float]], level: float = 0.95) -> Estimate:
+    """mean(a) − mean(b) for runs not paired by seed: each side's interval as in `seed_mean_ci`, and the
+    difference's half-width sqrt(h_a² + h_b²) of the two half-widths (each side keeps its own t quantile,
+    so a side with few seeds stays wide)."""
+    ea, eb = seed_mean_ci(a, a_std, level), seed_mean_ci(b, b_std, level)
+    mean = ea.mean - eb.mean
+    if not all(_finite(x) for x in (ea.low, eb.low)):
+        return Estimate(mean, math.nan, math.nan, min(ea.n, eb.n), "unpaired; no interval")
+    half = math.hypot(ea.high - ea.mean, eb.high - eb.mean)
+    return Estimate(mean, mean - half, mean + half, min(ea.n, eb.n),
+                    f"unpaired ({ea.n} vs {eb.n} seeds): half-width = sqrt(h_a² + h_b²) of each side's own interval "
+                    f"[{ea.rule}] and [{eb.rule}]")
+
+
+# -- verdicts ------------------------------------------------------------------------------------
+def noninferiority(ci: Sequence[float], margin: float) -> str:
+    """For an effect where lower is better (ΔFID = candidate − reference): is the candidate within
+    `margin` of the reference? Supported if ci_high <= margin, contradicted if ci_low > margin."""
+    lo, hi = ci
+    if not (_finite(lo) and _finite(hi)):
+        return INCONCLUSIVE
+    if hi <= margin:
+        return SUPPORTED
+    if lo > margin:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+def superiority(ci: Sequence[float], direction: str = "positive") -> str:
+    """The claim predicts effect > 0 ('positive') or < 0 ('negative'): supported when the interval
+    excludes 0 on the predicted side, contradicted when it excludes 0 on the other side."""
+    lo, hi = ci
+    if not (_finite(lo) and _finite(hi)):
+        return INCONCLUSIVE
+    if direction not in ("positive", "negative"):
+        raise ValueError(f"direction must be 'positive' or 'negative', got {direction!r}")
+    if direction == "negative":
+        lo, hi = -hi, -lo
+    if lo > 0:
+        return SUPPORTED
+    if hi < 0:
+        return CONTRADICTED
+    return INCONCLUSIVE
+
+
+LAYERWISE_RULE = ("layerwise vs uniform at equal global sparsity (same round): supported if layerwise needs "
+                  "fewer MACs (ratio < 1) and its ΔFID interval's upper end <= margin, or equal MACs and the "
+                  "ΔFID interval lies below 0; contradicted if the ΔFID interval's lower end > margin, or "
+                  "layerwise needs more MACs and its ΔFID interval lies above 0; else inconclusive")
+
+
+def layerwise_verdict(macs_ratio: float, delta_fid_ci: Sequence[float], margin: float) -> str:
+    """'Layerwise is sparser or cheaper at equal FID', read at equal global sparsity: cheaper and not
+    worse beyond `margin`, or as cheap and better. `macs_ratio` = MACs(layerwise) / MACs(uniform);
+    `delta_fid_ci` is the interval of FID(layerwise) − FID(uniform). See LAYERWISE_RULE."""
+    lo, hi = delta_fid_ci
+    if not (_finite(lo) and _finite(hi) and _finite(macs_ratio)):
+        return INCONCLUSIVE
+    if lo > margin or (macs_ratio > 1 and lo > 0):
+        return CONTRADICTED
+    if (macs_ratio < 1 and hi <= margin) or (macs_ratio <= 1 and hi < 0):
+        return SUPPORTED
+    return INCONCLUSIVE
