@@ -3,9 +3,15 @@ import json
 import statistics
 
 import pytest
+import torch
+import yaml
 
 from conftest import TINY, merge
 from dvc_project import DvcProject
+from pipeline.config import parse_params
+from pipeline.io import load_torch
+from pipeline.masks import Mask
+from pipeline.pruning import prune_round
 
 UPSTREAM = {"init", "dense@1", "dense@2", "features", "reference", "layer_rates", "eval_dense@1"}
 
@@ -40,11 +46,34 @@ def test_repro_runs_every_stage_and_writes_the_report(project):
     assert "artifacts/eval/s1/r2/metrics.json" in shown and '"fid"' in shown
 
 
+def same_mask(a: Mask, b: Mask) -> bool:
+    return set(a) == set(b) and all(torch.equal(a[n], b[n]) for n in a)
+
+
 @pytest.mark.slow
 def test_masks_chain_across_rounds_to_the_target(project):
+    """Round k prunes round k-1's retrained weights under round k-1's mask, not the weights it was
+    rewound to nor the dense ones."""
     r1, r2 = mask_report(project.path, 1, 1), mask_report(project.path, 1, 2)
     assert r1["kept"] > r2["kept"]
     assert abs(r2["sparsity"] - (1 - 0.4**2)) < 0.01
+    params = parse_params(yaml.safe_load((project.path / "params.yaml").read_text()))
+    imp = project.path / "artifacts" / "imp"
+
+    for seed in (1, 2):
+        ticket = load_torch(imp / f"s{seed}" / "r1" / "train" / "model.pt")
+        prev = Mask.from_state_dict(ticket["mask"])
+        assert same_mask(prev, Mask.from_state_dict(load_torch(imp / f"s{seed}" / "r1" / "prune" / "mask.pt")))
+        saved = Mask.from_state_dict(load_torch(imp / f"s{seed}" / "r2" / "prune" / "mask.pt"))
+
+        def prune(weights):
+            return prune_round(weights, prev, params.sparsity.schedule, params.sparsity.rate)
+
+        assert same_mask(prune(ticket["model"]), saved), f"seed {seed}: round 2 = prune(round 1's retrained weights)"
+        rewound = load_torch(imp / f"s{seed}" / "r1" / "rewind" / "weights.pt")
+        dense = load_torch(imp / f"s{seed}" / "r0" / "train" / "model.pt")["model"]
+        assert not same_mask(prune(rewound), saved), "the rewound weights give another mask"
+        assert not same_mask(prune(dense), saved), "the dense weights give another mask"
 
 
 @pytest.mark.slow

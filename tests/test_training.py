@@ -1,3 +1,5 @@
+import copy
+
 import torch
 
 from pipeline import artifacts as A
@@ -5,7 +7,7 @@ from pipeline.diffusion import Diffusion
 from pipeline.io import load_torch
 from pipeline.masks import Mask
 from pipeline.pruning import prune_round
-from pipeline.study import rewound_state, run_dense, run_init, run_prune
+from pipeline.study import rewound_state, run_dense, run_init, run_prune, run_retrain, run_rewind
 from pipeline.training import batch_indices, train
 
 
@@ -25,18 +27,51 @@ def test_batches_cover_each_epoch_once_and_depend_only_on_seed_and_step():
     assert not torch.equal(batch_indices(n, b, 3, 0), batch_indices(n, b, 4, 0))
 
 
-def test_pruned_weights_stay_exactly_zero_in_model_and_ema(tiny):
+def survivors_unmoved(start: dict, trained: torch.nn.Module, mask: Mask) -> list[str]:
+    """Masked layers whose surviving weights are still exactly where training started."""
+    p = dict(trained.named_parameters())
+    return [n for n in mask if torch.equal(p[n][mask[n]], start[n][mask[n]])]
+
+
+def test_pruned_weights_stay_exactly_zero_and_the_survivors_train(tiny):
     params, model, diffusion, data = tiny_setup(tiny, train={"lr": 0.05, "warmup_steps": 0})
     mask = prune_round(dict(model.named_parameters()), Mask.dense(model), "uniform", 0.7)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}  # the weights training starts from
+    idle = train(copy.deepcopy(model), diffusion, data, params.train, steps=0, seed=1, mask=mask, progress=False)
+    assert survivors_unmoved(start, idle.model, mask) == list(mask), "the check sees a run that did not train"
+
     result = train(model, diffusion, data, params.train, steps=8, seed=1, mask=mask, progress=False)
     for net in (result.model, result.ema):
         p = dict(net.named_parameters())
         for n in mask:
             assert torch.count_nonzero(p[n][~mask[n]]) == 0, n
-        # the survivors did train
-    moved = [n for n in mask if not torch.equal(dict(result.model.named_parameters())[n][mask[n]],
-                                               dict(A.new_model(params).named_parameters())[n][mask[n]])]
-    assert moved
+    assert survivors_unmoved(start, result.model, mask) == [], "every layer's survivors moved off their start"
+    assert survivors_unmoved(start, result.ema, mask) == []
+
+
+def test_retrain_moves_the_rewound_survivors_and_keeps_its_mask(tiny, tmp_path, monkeypatch):
+    """The retrain stage's model.pt against the rewind stage's weights.pt it started from."""
+    monkeypatch.chdir(tmp_path)
+    params = tiny()
+    run_init(params)
+    run_dense(params, 1)
+    run_prune(params, 1, 1)
+    run_rewind(params, 1, 1)
+    run_retrain(params, 1, 1)
+    mask = Mask.from_state_dict(load_torch(A.prune_dir(1, 1) / "mask.pt"))
+    rewound = load_torch(A.rewind_dir(1, 1) / "weights.pt")
+    model, ema, saved_mask, meta = A.load_ticket(A.train_dir(1, 1) / "model.pt", params)
+    assert meta == {"seed": 1, "round": 1}
+    assert all(torch.equal(saved_mask[n], mask[n]) for n in mask) and set(saved_mask) == set(mask)
+    for net in (model, ema):
+        p = dict(net.named_parameters())
+        for n in mask:
+            assert torch.count_nonzero(p[n][~mask[n]]) == 0, n
+    assert survivors_unmoved(rewound, model, mask) == []
+    assert survivors_unmoved(rewound, ema, mask) == []
+    dense_only = [n for n, p in model.named_parameters() if n not in mask]
+    assert all(not torch.equal(dict(model.named_parameters())[n], rewound[n]) for n in dense_only), \
+        "biases and norms train too"
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
@@ -60,6 +95,44 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
     for a, b in zip(full.ema.state_dict().values(), resumed.ema.state_dict().values()):
         assert torch.equal(a, b)
     assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+
+
+def test_mask_and_adam_state_survive_a_resume(tiny, tmp_path):
+    """A pruned run killed mid-way and resumed ends bit-identical to an uninterrupted one: weights,
+    EMA and Adam's moments, with the pruned positions zero in all of them."""
+    params, model, diffusion, data = tiny_setup(tiny, train={"steps": 8, "warmup_steps": 4})
+    mask = prune_round(dict(model.named_parameters()), Mask.dense(model), "uniform", 0.6)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    names = [n for n, _ in model.named_parameters()]
+
+    def run(ckpt, **kw):
+        net = A.new_model(params)  # every process starts from the same unpruned weights
+        net.load_state_dict(start)
+        return train(net, diffusion, data, params.train, steps=8, seed=3, mask=mask, checkpoint=ckpt,
+                     fingerprint="f", progress=False, **kw)
+
+    full = run(tmp_path / "full.pt")
+    run(tmp_path / "cut.pt", stop_after=5)  # killed after step 5; the last checkpoint is step 4
+    assert load_torch(tmp_path / "cut.pt")["step"] == 4
+    resumed = run(tmp_path / "cut.pt")
+    assert resumed.resumed_from == 4
+    for a, b in ((full.model, resumed.model), (full.ema, resumed.ema)):
+        for (n, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(x, y), n
+        p = dict(b.named_parameters())
+        assert all(torch.count_nonzero(p[n][~mask[n]]) == 0 for n in mask)
+
+    adam_full = load_torch(tmp_path / "full.pt")["optimizer"]
+    adam_resumed = load_torch(tmp_path / "cut.pt")["optimizer"]  # written by the resumed run at step 8
+    assert adam_full["param_groups"] == adam_resumed["param_groups"]
+    for i, n in enumerate(names):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(adam_full["state"][i][key], adam_resumed["state"][i][key]), (n, key)
+        if n in mask:
+            for key in ("exp_avg", "exp_avg_sq"):
+                moment = adam_resumed["state"][i][key]
+                assert torch.count_nonzero(moment[~mask[n]]) == 0, (n, key)
+                assert torch.count_nonzero(moment[mask[n]]) > 0, (n, key)
 
 
 def test_checkpoint_of_other_params_is_not_resumed(tiny, tmp_path):
