@@ -43,10 +43,10 @@ class Pin:
     manifest: dict
 
 
-def find_pin(params: Params, assets: Path = ASSETS) -> Optional[Pin]:
+def find_pin(params: Params, assets: Optional[Path] = None) -> Optional[Pin]:
     """The pinned classifier whose manifest matches the params, or None."""
     key = pin_key(params)
-    for manifest_path in sorted(assets.glob(f"*{MANIFEST_SUFFIX}")):
+    for manifest_path in sorted((assets or ASSETS).glob(f"*{MANIFEST_SUFFIX}")):
         manifest = load_json(manifest_path)
         if {"data": manifest.get("data"), "features": manifest.get("features")} == key:
             return Pin(manifest_path.parent / manifest["file"], manifest)
@@ -76,11 +76,33 @@ def install(pin: Pin, dest: Path) -> str:
     return pin.manifest["sha256"]
 
 
-def write_pin(params: Params, assets: Path = ASSETS, progress: bool = True) -> Path:
+CHECK_IMAGES = 250  # images per side of the manifest's reproducibility check
+
+
+def check_fid(params: Params, weights: Path) -> float:
+    """FID of CHECK_IMAGES evenly strided training-split images against as many held-out ones
+    (strided: mnist5k is sorted by class), through `weights`: recorded in the manifest, so any machine can confirm that the pinned
+    extractor gives the same FID on the same images."""
+    from .data import load_uint8
+    from .evaluation import fid
+    from .features import extract_features, make_extractor
+
+    extractor = make_extractor(params, weights)
+    train, _ = load_uint8(params.data)
+    held, _ = load_uint8(params.data, train=False)
+    def pick(images):
+        return images[::max(1, len(images) // CHECK_IMAGES)][:CHECK_IMAGES]
+
+    return fid(extract_features(extractor, pick(train), CHECK_IMAGES),
+               extract_features(extractor, pick(held), CHECK_IMAGES))
+
+
+def write_pin(params: Params, assets: Optional[Path] = None, progress: bool = True) -> Path:
     """Train the classifier the features stage would train for `params` and commit-ready pin it."""
     from .data import load_uint8
     from .features import classifier_state, train_classifier
 
+    assets = assets or ASSETS
     images, labels = load_uint8(params.data)
     result = train_classifier(images, labels, params.features, progress=progress)
     key = pin_key(params)
@@ -88,6 +110,8 @@ def write_pin(params: Params, assets: Path = ASSETS, progress: bool = True) -> P
     weights = save_torch(classifier_state(result.net), assets / f"{stem}.pt")
     manifest = {"file": weights.name, "sha256": sha256_file(weights), **key,
                 "holdout_accuracy": result.report["holdout_accuracy"], "report": result.report,
+                "check": {"images": CHECK_IMAGES, "what": "FID, strided training-split vs strided held-out images",
+                          "fid": check_fid(params, weights)},
                 "torch": torch.__version__}
     return save_json(manifest, assets / f"{stem}{MANIFEST_SUFFIX}")
 
