@@ -146,8 +146,8 @@ class EvalConfig(Section):
     fid_ci_level: float = Field(0.95, gt=0.0, lt=1.0)
     fid_inf_sizes: int = Field(5, ge=2)           # subset sizes of the FID_inf fit (Chong & Forsyth 2020)
     fid_inf_min_fraction: float = Field(0.5, gt=0.0, lt=1.0)  # smallest subset, as a fraction of num_samples
-    fid_inf_subsets: int = Field(4, ge=1)         # random subsets per size (their FIDs averaged)
-    fid_inf_bootstrap: int = Field(50, ge=10)     # bootstrap resamples behind fid_inf_ci (each refits)
+    fid_inf_subsets: int = Field(3, ge=1)         # random subsets per size (their FIDs averaged)
+    fid_inf_bootstrap: int = Field(40, ge=10)     # bootstrap resamples behind fid_inf_ci (each refits)
 
     @model_validator(mode="after")
     def _kid_fits(self) -> "EvalConfig":
