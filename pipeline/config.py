@@ -157,9 +157,10 @@ class EvalConfig(Section):
             )
         if self.fid_inf_bootstrap > self.fid_bootstrap:
             raise ValueError(f"fid_inf_bootstrap={self.fid_inf_bootstrap} must be <= fid_bootstrap={self.fid_bootstrap}")
-        if round(self.fid_inf_min_fraction * self.num_samples) < 2:
-            raise ValueError(f"fid_inf_min_fraction={self.fid_inf_min_fraction} leaves subsets of fewer than "
-                             f"2 of num_samples={self.num_samples}")
+        smallest = round(self.fid_inf_min_fraction * self.num_samples)
+        if not 2 <= smallest < self.num_samples:
+            raise ValueError(f"fid_inf_min_fraction={self.fid_inf_min_fraction} must leave subsets of at least 2 "
+                             f"and fewer than num_samples={self.num_samples} (the FID_inf fit needs two sizes)")
         return self
 
 

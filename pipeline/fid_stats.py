@@ -100,7 +100,10 @@ def subset_sizes(n: int, count: int, min_fraction: float) -> list[int]:
     x axis), so the points spread evenly along the line."""
     lo = max(2, int(round(min_fraction * n)))
     inv = np.linspace(1.0 / lo, 1.0 / n, count)
-    return sorted({int(round(1.0 / v)) for v in inv})
+    sizes = sorted({int(round(1.0 / v)) for v in inv})
+    if len(sizes) < 2:
+        raise ValueError(f"FID_inf needs at least two subset sizes; {n} samples at fraction {min_fraction} give {sizes}")
+    return sizes
 
 
 def _subset_weights(base: torch.Tensor, size: int, subsets: int, gen: torch.Generator) -> torch.Tensor:
@@ -152,13 +155,12 @@ def fid_uncertainty(ref: Reference, features: torch.Tensor, *, resamples: int, l
 
     sizes = subset_sizes(n, inf_sizes, inf_min_fraction)
 
-    def extrapolate(base: torch.Tensor) -> float:
-        weights = torch.cat([_subset_weights(base, s, inf_subsets, gen) for s in sizes])
-        fids = frechet_distances(ref, features, weights, dtype=torch.float32).numpy().reshape(len(sizes), inf_subsets).mean(1)
-        return float(_fit_intercepts(sizes, fids[None])[0])
-
-    fid_inf = extrapolate(torch.ones(n, dtype=torch.float64))
-    boot_inf = np.array([extrapolate(counts[b]) for b in range(min(inf_resamples, resamples))])
+    # row 0: the samples themselves; rows 1..: the first inf_resamples bootstrap resamples
+    bases = torch.cat([torch.ones(1, n, dtype=torch.float64), counts[:inf_resamples]])
+    weights = torch.cat([_subset_weights(base, s, inf_subsets, gen) for base in bases for s in sizes])
+    fids = frechet_distances(ref, features, weights, dtype=torch.float32).numpy()
+    intercepts = _fit_intercepts(sizes, fids.reshape(len(bases), len(sizes), inf_subsets).mean(2))
+    fid_inf, boot_inf = float(intercepts[0]), intercepts[1:]
     return FidUncertainty(fid=full, fid_ci=centred_interval(full, boot, level), fid_std=float(boot.std(ddof=1)),
                           fid_inf=fid_inf, fid_inf_ci=centred_interval(fid_inf, boot_inf, level),
                           fid_inf_sizes=sizes)

@@ -91,3 +91,16 @@ def test_interval_narrows_with_more_samples_and_is_seeded():
     assert fid_uncertainty(ref, small, seed=2, **kw).fid_ci != u_small.fid_ci
     level_90 = fid_uncertainty(ref, small, seed=1, **{**kw, "level": 0.9})
     assert u_small.fid_ci[0] < level_90.fid_ci[0] < level_90.fid_ci[1] < u_small.fid_ci[1]
+
+
+@pytest.mark.parametrize("over, key", [({"fid_inf_bootstrap": 600}, "fid_inf_bootstrap"),
+                                       ({"fid_inf_min_fraction": 1.0}, "fid_inf_min_fraction"),
+                                       ({"num_samples": 2, "kid_subset_size": 2}, "fid_inf_min_fraction"),
+                                       ({"fid_ci_level": 1.5}, "fid_ci_level"),
+                                       ({"fid_bootstrap": 5}, "fid_bootstrap")])
+def test_bad_uncertainty_params_are_one_line_errors(over, key):
+    from pipeline.config import ConfigError, parse_params
+
+    with pytest.raises(ConfigError, match=key) as err:
+        parse_params({"eval": over})
+    assert "\n" not in str(err.value)
