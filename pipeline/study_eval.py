@@ -84,6 +84,8 @@ def run_reference(params: Params) -> None:
     feats = extract_features(extractor, images, params.eval.batch_size, progress=True)
     stats = fid_statistics(feats)
     floor = _real_floor(params, feats, stats)
+    held_images, _ = load_uint8(params.data, train=False)
+    floor.update(_heldout_floor(params, extract_features(extractor, held_images, params.eval.batch_size), stats))
     save_torch({"features": feats, "mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"])},
                A.reference_dir() / "stats.pt")
     info = {"feature_extractor": extractor.name, "feature_layer": extractor.layer,
@@ -94,7 +96,8 @@ def run_reference(params: Params) -> None:
     save_json(info, A.reference_dir() / "reference.json")
     tqdm.write(f"reference: {extractor.name} features ({info['feature_dim']}-d) of all {len(images):,} "
                f"training images in {time.perf_counter() - start:.1f} s -> {A.reference_dir()}; a perfect generator's "
-               f"FID at {floor['floor_num_samples']} samples: {floor['fid_real_floor']:.2f}")
+               f"FID at {floor['floor_num_samples']} samples: {floor['fid_real_floor']:.2f} (training images), "
+               f"{floor.get('fid_heldout_floor', float('nan')):.2f} (held-out images)")
 
 
 def _real_floor(params: Params, feats: torch.Tensor, stats: dict) -> dict:
@@ -105,6 +108,26 @@ def _real_floor(params: Params, feats: torch.Tensor, stats: dict) -> dict:
     kid_mean, kid_std = kid(feats, feats[idx], min(params.eval.kid_subset_size, n), seed=params.eval.seed)
     return {"floor_num_samples": n, "fid_real_floor": fid_from_statistics(stats, fid_statistics(feats[idx])),
             "kid_real_floor_mean": kid_mean, "kid_real_floor_std": kid_std}
+
+
+def _fid_uncertainty(params: Params, ref: Reference, feats: torch.Tensor):
+    ev = params.eval
+    return fid_uncertainty(ref, feats, resamples=ev.fid_bootstrap, level=ev.fid_ci_level, inf_sizes=ev.fid_inf_sizes,
+                           inf_subsets=ev.fid_inf_subsets, inf_min_fraction=ev.fid_inf_min_fraction,
+                           inf_resamples=ev.fid_inf_bootstrap, seed=ev.seed)
+
+
+def _heldout_floor(params: Params, held_feats: torch.Tensor, stats: dict) -> dict:
+    """FID of real images the reference has never seen (held-out split), up to eval.num_samples of
+    them, with the same interval and FID_inf as every eval: what a perfect generator scores."""
+    n = min(params.eval.num_samples, len(held_feats))
+    if not 2 <= round(params.eval.fid_inf_min_fraction * n) < n:
+        return {}  # too few held-out images for the FID_inf fit
+    idx = torch.randperm(len(held_feats), generator=torch.Generator().manual_seed(params.eval.seed))[:n]
+    spread = _fid_uncertainty(params, Reference.from_statistics(stats["mu"], stats["sigma"]), held_feats[idx])
+    return {"heldout_floor_num_samples": n, "fid_heldout_floor": spread.fid,
+            "fid_heldout_floor_ci": spread.fid_ci, "fid_inf_heldout_floor": spread.fid_inf,
+            "fid_inf_heldout_floor_ci": spread.fid_inf_ci}
 
 
 def _load_reference(params: Params) -> tuple[dict, dict]:
@@ -170,10 +193,7 @@ def run_eval(params: Params, seed: int, k: int) -> None:
     fid = fid_from_statistics(ref_stats, fid_statistics(feats))
     kid_mean, kid_std = kid(ref["features"], feats, params.eval.kid_subset_size, seed=params.eval.seed)
     ev = params.eval
-    spread = fid_uncertainty(Reference.from_statistics(ref_stats["mu"], ref_stats["sigma"]), feats,
-                             resamples=ev.fid_bootstrap, level=ev.fid_ci_level, inf_sizes=ev.fid_inf_sizes,
-                             inf_subsets=ev.fid_inf_subsets, inf_min_fraction=ev.fid_inf_min_fraction,
-                             inf_resamples=ev.fid_inf_bootstrap, seed=ev.seed)
+    spread = _fid_uncertainty(params, Reference.from_statistics(ref_stats["mu"], ref_stats["sigma"]), feats)
 
     metrics = {"seed": seed, "round": k, "schedule": params.sparsity.schedule if k else "dense", **counts,
                "macs_dense": macs_dense, "macs": macs, "storage_bytes": storage,

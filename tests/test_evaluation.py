@@ -238,6 +238,9 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     assert ref["num_images"] == 525 and ref["feature_dim"] == 8 and ref["feature_extractor"] == "classifier"
     digest = hashlib.sha256((tmp_path / "artifacts/features/classifier.pt").read_bytes()).hexdigest()
     assert ref["extractor_sha256"] == digest and "seconds" not in ref
+    # a perfect generator's FID: held-out real images, with the interval every eval gets
+    assert ref["heldout_floor_num_samples"] == 20
+    assert ref["fid_heldout_floor_ci"][0] <= ref["fid_heldout_floor"] <= ref["fid_heldout_floor_ci"][1]
 
     from pipeline import study_eval
     seen = {}
