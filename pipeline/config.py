@@ -33,6 +33,8 @@ class DataConfig(Section):
     image_size: int = Field(16, ge=4, le=512)
     channels: Literal[1, 3] = 1
     hflip: bool = False
+    heldout: int = Field(500, ge=1)   # mnist5k: digits set aside for the held-out loss (others: test split)
+    heldout_seed: int = Field(0, ge=0)
 
 
 class ModelConfig(Section):
@@ -138,7 +140,14 @@ class EvalConfig(Section):
     batch_size: int = Field(250, ge=1)
     kid_subset_size: int = Field(100, ge=2)
     heldout_size: int = Field(512, ge=1)
+    heldout_buckets: int = Field(10, ge=1)        # timestep buckets of heldout_loss_by_t
     seed: int = Field(1234, ge=0)
+    fid_bootstrap: int = Field(500, ge=20)        # bootstrap resamples of the generated samples
+    fid_ci_level: float = Field(0.95, gt=0.0, lt=1.0)
+    fid_inf_sizes: int = Field(5, ge=2)           # subset sizes of the FID_inf fit (Chong & Forsyth 2020)
+    fid_inf_min_fraction: float = Field(0.5, gt=0.0, lt=1.0)  # smallest subset, as a fraction of num_samples
+    fid_inf_subsets: int = Field(3, ge=1)         # random subsets per size (their FIDs averaged)
+    fid_inf_bootstrap: int = Field(40, ge=10)     # bootstrap resamples behind fid_inf_ci (each refits)
 
     @model_validator(mode="after")
     def _kid_fits(self) -> "EvalConfig":
@@ -146,10 +155,17 @@ class EvalConfig(Section):
             raise ValueError(
                 f"kid_subset_size={self.kid_subset_size} must be <= num_samples={self.num_samples}"
             )
+        if self.fid_inf_bootstrap > self.fid_bootstrap:
+            raise ValueError(f"fid_inf_bootstrap={self.fid_inf_bootstrap} must be <= fid_bootstrap={self.fid_bootstrap}")
+        smallest = round(self.fid_inf_min_fraction * self.num_samples)
+        if not 2 <= smallest < self.num_samples:
+            raise ValueError(f"fid_inf_min_fraction={self.fid_inf_min_fraction} must leave subsets of at least 2 "
+                             f"and fewer than num_samples={self.num_samples} (the FID_inf fit needs two sizes)")
         return self
 
 
 class FeaturesConfig(Section):
+    source: Literal["pinned", "train"] = "pinned"  # pinned: the committed classifier when it matches
     steps: int = Field(600, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(2e-3, gt=0.0)

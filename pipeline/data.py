@@ -2,6 +2,11 @@
 
 Datasets here are small enough to hold in memory (and on the GPU), which keeps the training loop
 free of a DataLoader and makes batches a pure function of (seed, step).
+
+Two splits: `train=True` (the default: everything that trains the diffusion model and the FID
+classifier, and the FID reference) and `train=False`, the held-out split the held-out denoising
+loss is measured on. torchvision datasets use their own test split; mnist5k has none, so a seeded
+`data.heldout` of its 5,000 digits is set aside and never appears in the training split.
 """
 from __future__ import annotations
 
@@ -46,9 +51,24 @@ def _torchvision(cfg: DataConfig, train: bool) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.uint8), y
 
 
+def mnist5k_split(n: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(train, heldout) indices of mnist5k's n digits: a seeded, disjoint split, each in file order."""
+    if cfg.heldout >= n:
+        raise ConfigError(f"data.heldout = {cfg.heldout} must be < the {n} images of {cfg.dataset}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.heldout_seed)).numpy()
+    return np.sort(perm[cfg.heldout:]), np.sort(perm[:cfg.heldout])
+
+
+def _mnist5k_split(cfg: DataConfig, train: bool) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _mnist5k()
+    idx = mnist5k_split(len(x), cfg)[0 if train else 1]
+    return x[idx], y[idx]
+
+
 def load_uint8(cfg: DataConfig, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images as uint8 (N, C, H, W) at the configured size and channel count, plus labels."""
-    x, y = _mnist5k() if cfg.dataset == "mnist5k" else _torchvision(cfg, train)
+    """Images as uint8 (N, C, H, W) at the configured size and channel count, plus labels, of the
+    training split (`train=False`: the held-out split, see the module docstring)."""
+    x, y = _mnist5k_split(cfg, train) if cfg.dataset == "mnist5k" else _torchvision(cfg, train)
     images = torch.from_numpy(x).permute(0, 3, 1, 2).float()
     if images.shape[1] != cfg.channels:
         if cfg.channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
@@ -72,6 +92,6 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def load_dataset(cfg: DataConfig, train: bool = True) -> torch.Tensor:
-    """Float images in [-1, 1], (N, C, H, W)."""
+    """Float images in [-1, 1], (N, C, H, W), of the training split (`train=False`: held-out)."""
     images, _ = load_uint8(cfg, train)
     return to_model_range(images)

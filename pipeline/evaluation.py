@@ -49,10 +49,11 @@ class HeldoutSet:
 
 def heldout_set(data: torch.Tensor, size: int, timesteps: int, seed: int) -> HeldoutSet:
     """`size` images of `data` (float, model range) with timesteps and noise, all drawn on the CPU
-    from one generator seeded by `seed` (identical on every machine)."""
+    from one generator seeded by `seed` (identical on every machine). When `size` exceeds the
+    images, every image is used as evenly as possible (each with its own t and noise)."""
     gen = torch.Generator().manual_seed(seed)
-    idx = (torch.randperm(len(data), generator=gen)[:size] if size <= len(data)
-           else torch.randint(0, len(data), (size,), generator=gen))
+    perms = [torch.randperm(len(data), generator=gen) for _ in range(-(-size // len(data)))]
+    idx = torch.cat(perms)[:size]
     x0 = data[idx].float()
     t = torch.randint(0, timesteps, (size,), generator=gen)
     noise = torch.randn(x0.shape, generator=gen)
@@ -60,16 +61,38 @@ def heldout_set(data: torch.Tensor, size: int, timesteps: int, seed: int) -> Hel
 
 
 @torch.inference_mode()
-def heldout_loss(diffusion: Diffusion, model: nn.Module, held: HeldoutSet, batch_size: int) -> float:
-    """Mean denoising loss of `model` over the fixed set, in fp32 (a signal far less noisy than FID)."""
+def heldout_losses(diffusion: Diffusion, model: nn.Module, held: HeldoutSet, batch_size: int) -> torch.Tensor:
+    """Per-item denoising loss of `model` on the fixed set, fp32, (N,) float64 on the CPU."""
     was_training = model.training
     model.eval()
     dev = diffusion.device
-    total = torch.zeros((), dtype=torch.float64, device=dev)
+    out = []
     for i in range(0, len(held.x0), batch_size):
         sl = slice(i, i + batch_size)
         x0, t, noise = held.x0[sl].to(dev), held.t[sl].to(dev), held.noise[sl].to(dev)
-        # batch mean x batch size: the overall mean does not depend on how the set is batched
-        total += diffusion.loss(model, x0, t, noise, reduction="mean").double() * len(x0)
+        out.append(diffusion.loss(model, x0, t, noise, reduction="none").double().cpu())
     model.train(was_training)
-    return float(total / len(held.x0))
+    return torch.cat(out)
+
+
+def heldout_loss(diffusion: Diffusion, model: nn.Module, held: HeldoutSet, batch_size: int) -> float:
+    """Mean denoising loss of `model` over the fixed set, in fp32 (a signal far less noisy than FID)."""
+    return float(heldout_losses(diffusion, model, held, batch_size).mean())
+
+
+def t_bucket_edges(timesteps: int, buckets: int) -> list[int]:
+    """`buckets` + 1 integer edges from 0 to T; bucket i holds t in [edges[i], edges[i + 1])."""
+    return [int(round(e)) for e in np.linspace(0, timesteps, buckets + 1)]
+
+
+def heldout_summary(losses: torch.Tensor, t: torch.Tensor, timesteps: int, buckets: int) -> dict:
+    """The metrics.json keys of the held-out loss: its mean, standard error over the items, and the
+    mean per timestep bucket (None where a bucket holds no item)."""
+    losses = losses.double().cpu()
+    n = len(losses)
+    edges = t_bucket_edges(timesteps, buckets)
+    which = torch.bucketize(t.cpu(), torch.tensor(edges[1:-1]), right=True)
+    by_t = [float(losses[which == b].mean()) if bool((which == b).any()) else None for b in range(buckets)]
+    se = float(losses.std(unbiased=True) / n ** 0.5) if n > 1 else float("nan")
+    return {"heldout_loss": float(losses.mean()), "heldout_loss_se": se,
+            "heldout_loss_by_t": by_t, "heldout_t_edges": edges}

@@ -65,7 +65,8 @@ class ImageClassifier(nn.Module):
 @dataclass
 class ClassifierResult:
     net: ImageClassifier
-    report: dict
+    report: dict       # byte-stable facts only (goes into features.json)
+    seconds: float     # training wall time, for the log
 
 
 def _split(n: int, holdout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,10 +123,10 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, cfg: FeaturesCo
         "holdout_accuracy": accuracy(net, images[hold_idx], labels[hold_idx]) if len(hold_idx) else None,
         "train_accuracy": accuracy(net, x_train[:2000], y_train[:2000]),
         "holdout": len(hold_idx), "train_images": len(train_idx), "num_classes": num_classes,
-        "steps": cfg.steps, "final_loss": loss.item(), "train_seconds": round(seconds, 2),
+        "steps": cfg.steps, "final_loss": loss.item(),
         "parameters": sum(p.numel() for p in net.parameters()), **net.config,
     }
-    return ClassifierResult(net, report)
+    return ClassifierResult(net, report, seconds)
 
 
 def classifier_state(net: ImageClassifier) -> dict:

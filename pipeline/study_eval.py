@@ -18,8 +18,10 @@ from .config import ConfigError, Params
 from .cost import count_macs, save_compressed_ticket, torch_save_bytes
 from .data import load_dataset, load_uint8, to_uint8
 from .diffusion import Diffusion, sample_images
-from .evaluation import fid_from_statistics, fid_statistics, heldout_loss, heldout_set, kid
+from .evaluation import fid_from_statistics, fid_statistics, heldout_losses, heldout_set, heldout_summary, kid
 from .features import classifier_state, extract_features, make_extractor, train_classifier
+from .fid_stats import INF_METHOD, Reference, fid_uncertainty
+from .pinned_extractor import find_pin, install, sha256_file
 from .images import save_grid
 from .io import load_json, load_torch, save_json, save_torch
 from .masks import Mask
@@ -33,25 +35,43 @@ def _sha256(data: bytes) -> str:
 
 
 def _extractor_digest(params: Params) -> str:
-    """Identifies the extractor's weights, so stale reference statistics are caught."""
+    """Full sha256 of the extractor's weights file, so stale reference statistics are caught and
+    every FID names exactly the weights that produced it."""
     if params.eval.feature_extractor == "classifier":
-        return _sha256(A.classifier_path().read_bytes())
-    if params.eval.inception_weights is None:
-        return "torch-fidelity-release-6726825d"  # the release file name carries its hash
-    return _sha256(Path(params.eval.inception_weights).read_bytes())
+        return sha256_file(A.classifier_path())
+    if params.eval.inception_weights is not None:
+        return sha256_file(params.eval.inception_weights)
+    # the release file torch-fidelity downloaded into torch hub's cache (its name carries a hash)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+    return sha256_file(cached) if cached.is_file() else "torch-fidelity-release-6726825d"
 
 
 # -- features -------------------------------------------------------------------------------------
 def run_features(params: Params) -> None:
+    """The FID classifier: the pinned file when its manifest matches the params (and
+    features.source is 'pinned'), else trained here. features.json says which."""
+    pin = find_pin(params) if params.features.source == "pinned" else None
+    if pin is not None:
+        digest = install(pin, A.classifier_path())
+        report = {"dataset": params.data.dataset, "source": "pinned",
+                  "pinned_file": f"pipeline/assets/{pin.weights.name}", "sha256": digest,
+                  **pin.manifest["report"]}
+        save_json(report, A.features_dir() / "features.json")
+        tqdm.write(f"features: pinned classifier {report['pinned_file']} (sha256 {digest[:12]}…, held-out "
+                   f"accuracy {report['holdout_accuracy']:.1%}) -> {A.classifier_path()}")
+        return
+    reason = ("features.source = train" if params.features.source == "train" else
+              "no pinned classifier matches these data and features params")
     torch.set_num_threads(params.train.threads)  # a small CNN: CPU is enough, even next to a GPU
     images, labels = load_uint8(params.data)
     result = train_classifier(images, labels, params.features)
     save_torch(classifier_state(result.net), A.classifier_path())
-    report = {"dataset": params.data.dataset, "threads": params.train.threads, **result.report}
+    report = {"dataset": params.data.dataset, "source": "trained", "source_reason": reason,
+              "sha256": sha256_file(A.classifier_path()), **result.report}
     save_json(report, A.features_dir() / "features.json")
     acc = report["holdout_accuracy"]
     tqdm.write(f"features: classifier ({report['parameters']:,} params) trained {report['steps']} steps in "
-               f"{report['train_seconds']:.1f} s; held-out accuracy "
+               f"{result.seconds:.1f} s ({reason}); held-out accuracy "
                f"{'n/a' if acc is None else f'{acc:.1%}'} on {report['holdout']} images -> {A.classifier_path()}")
 
 
@@ -64,17 +84,20 @@ def run_reference(params: Params) -> None:
     feats = extract_features(extractor, images, params.eval.batch_size, progress=True)
     stats = fid_statistics(feats)
     floor = _real_floor(params, feats, stats)
+    held_images, _ = load_uint8(params.data, train=False)
+    floor.update(_heldout_floor(params, extract_features(extractor, held_images, params.eval.batch_size), stats))
     save_torch({"features": feats, "mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"])},
                A.reference_dir() / "stats.pt")
     info = {"feature_extractor": extractor.name, "feature_layer": extractor.layer,
             "feature_dim": int(feats.shape[1]), "num_images": len(images), "dataset": params.data.dataset,
             "image_size": params.data.image_size, "channels": params.data.channels,
             "data_sha256": _sha256(images.numpy().tobytes()), "extractor_sha256": _extractor_digest(params),
-            **floor, "seconds": round(time.perf_counter() - start, 2)}
+            **floor}
     save_json(info, A.reference_dir() / "reference.json")
     tqdm.write(f"reference: {extractor.name} features ({info['feature_dim']}-d) of all {len(images):,} "
-               f"training images in {info['seconds']:.1f} s -> {A.reference_dir()}; a perfect generator's "
-               f"FID at {floor['floor_num_samples']} samples: {floor['fid_real_floor']:.2f}")
+               f"training images in {time.perf_counter() - start:.1f} s -> {A.reference_dir()}; a perfect generator's "
+               f"FID at {floor['floor_num_samples']} samples: {floor['fid_real_floor']:.2f} (training images), "
+               f"{floor.get('fid_heldout_floor', float('nan')):.2f} (held-out images)")
 
 
 def _real_floor(params: Params, feats: torch.Tensor, stats: dict) -> dict:
@@ -85,6 +108,26 @@ def _real_floor(params: Params, feats: torch.Tensor, stats: dict) -> dict:
     kid_mean, kid_std = kid(feats, feats[idx], min(params.eval.kid_subset_size, n), seed=params.eval.seed)
     return {"floor_num_samples": n, "fid_real_floor": fid_from_statistics(stats, fid_statistics(feats[idx])),
             "kid_real_floor_mean": kid_mean, "kid_real_floor_std": kid_std}
+
+
+def _fid_uncertainty(params: Params, ref: Reference, feats: torch.Tensor):
+    ev = params.eval
+    return fid_uncertainty(ref, feats, resamples=ev.fid_bootstrap, level=ev.fid_ci_level, inf_sizes=ev.fid_inf_sizes,
+                           inf_subsets=ev.fid_inf_subsets, inf_min_fraction=ev.fid_inf_min_fraction,
+                           inf_resamples=ev.fid_inf_bootstrap, seed=ev.seed)
+
+
+def _heldout_floor(params: Params, held_feats: torch.Tensor, stats: dict) -> dict:
+    """FID of real images the reference has never seen (held-out split), up to eval.num_samples of
+    them, with the same interval and FID_inf as every eval: what a perfect generator scores."""
+    n = min(params.eval.num_samples, len(held_feats))
+    if not 2 <= round(params.eval.fid_inf_min_fraction * n) < n:
+        return {}  # too few held-out images for the FID_inf fit
+    idx = torch.randperm(len(held_feats), generator=torch.Generator().manual_seed(params.eval.seed))[:n]
+    spread = _fid_uncertainty(params, Reference.from_statistics(stats["mu"], stats["sigma"]), held_feats[idx])
+    return {"heldout_floor_num_samples": n, "fid_heldout_floor": spread.fid,
+            "fid_heldout_floor_ci": spread.fid_ci, "fid_inf_heldout_floor": spread.fid_inf,
+            "fid_inf_heldout_floor_ci": spread.fid_inf_ci}
 
 
 def _load_reference(params: Params) -> tuple[dict, dict]:
@@ -136,8 +179,11 @@ def run_eval(params: Params, seed: int, k: int) -> None:
     storage_dense = torch_save_bytes(ema.state_dict())
 
     diffusion = Diffusion(params.diffusion, device)
-    held = heldout_set(load_dataset(params.data), params.eval.heldout_size, diffusion.timesteps, params.eval.seed)
-    loss = heldout_loss(diffusion, ema, held, params.eval.batch_size)
+    held = heldout_set(load_dataset(params.data, train=False), params.eval.heldout_size, diffusion.timesteps,
+                       params.eval.seed)
+    heldout = heldout_summary(heldout_losses(diffusion, ema, held, params.eval.batch_size), held.t,
+                              diffusion.timesteps, params.eval.heldout_buckets)
+    loss = heldout["heldout_loss"]
 
     samples = sample_images(diffusion, ema, params.eval.num_samples, shape, params.eval.sampling_steps,
                             batch_size=params.eval.batch_size, seed=params.eval.seed, progress=True)
@@ -146,16 +192,21 @@ def run_eval(params: Params, seed: int, k: int) -> None:
     ref_stats = {"mu": ref["mu"].numpy(), "sigma": ref["sigma"].numpy()}
     fid = fid_from_statistics(ref_stats, fid_statistics(feats))
     kid_mean, kid_std = kid(ref["features"], feats, params.eval.kid_subset_size, seed=params.eval.seed)
+    ev = params.eval
+    spread = _fid_uncertainty(params, Reference.from_statistics(ref_stats["mu"], ref_stats["sigma"]), feats)
 
     metrics = {"seed": seed, "round": k, "schedule": params.sparsity.schedule if k else "dense", **counts,
                "macs_dense": macs_dense, "macs": macs, "storage_bytes": storage,
                "storage_dense_bytes": storage_dense, "fid": fid, "kid_mean": kid_mean, "kid_std": kid_std,
-               "heldout_loss": loss, "feature_extractor": extractor.name,
+               **spread.metrics(ev.fid_ci_level, ev.fid_bootstrap), "fid_inf_method": INF_METHOD,
+               **heldout, "feature_extractor": extractor.name, "extractor_sha256": _extractor_digest(params),
                "num_samples": params.eval.num_samples, "sampler": f"DDIM-{params.eval.sampling_steps}"}
-    if not all(np.isfinite(v) for v in (fid, kid_mean, kid_std, loss)):
+    values = (fid, kid_mean, kid_std, loss, spread.fid_inf, *spread.fid_ci, *spread.fid_inf_ci)
+    if not all(np.isfinite(v) for v in values):
         raise RuntimeError(f"non-finite metrics for seed {seed} round {k}: {metrics}")
     save_json(metrics, out / "metrics.json")
     tqdm.write(f"eval seed {seed} round {k}: sparsity {counts['sparsity']:.1%}, FID {fid:.2f} "
+               f"[{spread.fid_ci[0]:.2f}, {spread.fid_ci[1]:.2f}], FID_inf {spread.fid_inf:.2f} "
                f"({extractor.name}, {params.eval.num_samples} samples, DDIM-{params.eval.sampling_steps}), "
                f"KID {kid_mean:.4f} ± {kid_std:.4f}, held-out loss {loss:.5f}, "
                f"MACs {macs / 1e6:.1f} M / {macs_dense / 1e6:.1f} M, ticket {storage / 1e3:.0f} kB "

@@ -43,11 +43,12 @@ def trusting_cifar(monkeypatch):
 
 def test_mnist5k_shapes_and_range():
     x = load_dataset(DataConfig(dataset="mnist5k", image_size=16, channels=1))
-    assert x.shape == (5000, 1, 16, 16)
+    assert x.shape == (4500, 1, 16, 16)  # the training split; data.heldout digits are set aside
     assert x.min() >= -1 and x.max() <= 1
     assert x.min() == -1 and x.max() > 0.9, "real digits span black background to bright strokes"
     _, y = load_uint8(DataConfig(dataset="mnist5k", image_size=16))
-    assert torch.bincount(y).tolist() == [500] * 10
+    _, held_y = load_uint8(DataConfig(dataset="mnist5k", image_size=16), train=False)
+    assert (torch.bincount(y) + torch.bincount(held_y)).tolist() == [500] * 10
 
 
 def test_mnist5k_reader_equals_mlxtends_own():
@@ -92,3 +93,43 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, name):
         load_dataset(DataConfig(dataset=name, root=str(tmp_path / "nothing")))
     msg = str(exc.value)
     assert "data.download" in msg and "data.root" in msg and name in msg
+
+
+# -- the held-out split ---------------------------------------------------------------------------
+def test_mnist5k_heldout_never_overlaps_training():
+    cfg = DataConfig(dataset="mnist5k", image_size=28, channels=1, heldout=500, heldout_seed=0)
+    from pipeline.data import mnist5k_split
+
+    train_idx, held_idx = mnist5k_split(5000, cfg)
+    assert len(train_idx) == 4500 and len(held_idx) == 500
+    assert not set(train_idx.tolist()) & set(held_idx.tolist())
+    assert sorted(train_idx.tolist() + held_idx.tolist()) == list(range(5000))
+
+    train, train_y = load_uint8(cfg)
+    held, held_y = load_uint8(cfg, train=False)
+    assert train.shape == (4500, 1, 28, 28) and held.shape == (500, 1, 28, 28)
+    # by content: no held-out digit appears among the training images, pixel for pixel
+    train_rows = {bytes(r) for r in train.flatten(1).numpy()}
+    assert not any(bytes(r) in train_rows for r in held.flatten(1).numpy())
+    assert len(torch.bincount(held_y)) == 10  # every class is represented
+    # load_dataset keeps serving the training split by default (training code needs no change)
+    assert torch.equal(load_dataset(cfg), train.float() / 127.5 - 1)
+
+    again, _ = load_uint8(cfg, train=False)
+    other, _ = load_uint8(cfg.model_copy(update={"heldout_seed": 1}), train=False)
+    assert torch.equal(again, held) and not torch.equal(other, held)
+
+
+def test_mnist5k_heldout_must_leave_training_images():
+    with pytest.raises(ConfigError, match="data.heldout"):
+        load_uint8(DataConfig(dataset="mnist5k", image_size=8, heldout=5000))
+
+
+def test_torchvision_heldout_is_the_test_split(tmp_path):
+    write_fake_mnist(tmp_path)
+    cfg = DataConfig(dataset="mnist", root=str(tmp_path), image_size=28, channels=1)
+    train, _ = load_uint8(cfg)
+    held, _ = load_uint8(cfg, train=False)
+    raw = np.frombuffer((tmp_path / "MNIST/raw/t10k-images-idx3-ubyte").read_bytes()[16:], dtype=np.uint8)
+    assert np.array_equal(held.flatten().numpy(), raw)
+    assert not torch.equal(train, held)

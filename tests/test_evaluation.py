@@ -1,6 +1,7 @@
 """FID/KID glue, feature extractors, the held-out loss, and the evaluation stages end to end."""
 from __future__ import annotations
 
+import hashlib
 import time
 import urllib.error
 
@@ -14,7 +15,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from pipeline.config import ConfigError, parse_params
 from pipeline.cost import load_compressed_ticket
 from pipeline.diffusion import Diffusion
-from pipeline.evaluation import fid, heldout_loss, heldout_set, kid
+from pipeline.evaluation import fid, heldout_loss, heldout_losses, heldout_set, heldout_summary, kid, t_bucket_edges
 from pipeline.features import (CLASSIFIER_EXTRACTOR, classifier_state, extract_features, make_extractor,
                                train_classifier)
 from pipeline.io import load_json, save_torch
@@ -152,12 +153,42 @@ def test_heldout_loss_is_deterministic():
     assert not torch.equal(other.t, a.t)
     assert heldout_loss(diffusion, net, other, batch_size=8) != first
     assert first > 0
+    per_item = heldout_losses(diffusion, net, a, batch_size=8)
+    assert per_item.shape == (24,) and float(per_item.mean()) == pytest.approx(first, rel=1e-12)
+
+
+def test_heldout_set_uses_every_image_when_asked_for_more():
+    data = torch.arange(10, dtype=torch.float32).view(10, 1, 1, 1)
+    held = heldout_set(data, 25, timesteps=100, seed=0)
+    counts = torch.bincount(held.x0.flatten().long(), minlength=10)
+    assert counts.min() >= 2 and counts.max() <= 3
+
+
+def test_heldout_summary_splits_the_loss_by_timestep_bucket():
+    t = torch.tensor([0, 5, 99, 100, 150, 250, 999, 998, 700])
+    losses = t.double() / 1000 + 0.5
+    out = heldout_summary(losses, t, timesteps=1000, buckets=10)
+    assert out["heldout_t_edges"] == [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000]
+    assert out["heldout_t_edges"] == t_bucket_edges(1000, 10)
+    by_t = out["heldout_loss_by_t"]
+    assert by_t[0] == pytest.approx(0.5 + (0 + 5 + 99) / 3000)
+    assert by_t[1] == pytest.approx(0.5 + (100 + 150) / 2000)
+    assert by_t[2] == pytest.approx(0.75) and by_t[7] == pytest.approx(1.2)
+    assert by_t[9] == pytest.approx(0.5 + 998.5 / 1000)
+    assert by_t[3] is None and by_t[8] is None  # empty buckets, not zero
+    assert out["heldout_loss"] == pytest.approx(float(losses.mean()))
+    assert out["heldout_loss_se"] == pytest.approx(float(losses.std()) / 3)
+    assert t_bucket_edges(7, 3) == [0, 2, 5, 7]
 
 
 # -- the stages end to end ------------------------------------------------------------------------
 METRIC_KEYS = {"seed", "round", "schedule", "sparsity", "prunable_total", "prunable_kept", "params_total",
                "params_kept", "macs_dense", "macs", "storage_bytes", "storage_dense_bytes", "fid", "kid_mean",
-               "kid_std", "heldout_loss", "feature_extractor", "num_samples", "sampler"}
+               "kid_std", "heldout_loss", "feature_extractor", "num_samples", "sampler",
+               # issue 9: uncertainty of every FID, the extractor's hash, held-out loss along t
+               "fid_ci", "fid_std", "fid_ci_level", "fid_bootstrap", "fid_ci_method", "fid_inf", "fid_inf_ci",
+               "fid_inf_sizes", "fid_inf_method", "extractor_sha256", "heldout_loss_se", "heldout_loss_by_t",
+               "heldout_t_edges"}
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +209,7 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(data, "_mnist5k", lambda: mnist_subset)  # load (3 s) and resize once, not per stage
     params = parse_params({
-        "data": {"image_size": 8},
+        "data": {"image_size": 8, "heldout": 100},
         "model": {"dim": 8, "dim_mults": [1, 2], "attn_resolutions": [4], "norm_groups": 4},
         "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "log_every": 2, "sample_grid": 4,
                   "sample_steps": 2, "warmup_steps": 1},
@@ -204,10 +235,27 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
         run_eval(params, 1, 0)
     run_reference(params)
     ref = load_json(tmp_path / "artifacts/reference/reference.json")
-    assert ref["num_images"] == 625 and ref["feature_dim"] == 8 and ref["feature_extractor"] == "classifier"
+    assert ref["num_images"] == 525 and ref["feature_dim"] == 8 and ref["feature_extractor"] == "classifier"
+    digest = hashlib.sha256((tmp_path / "artifacts/features/classifier.pt").read_bytes()).hexdigest()
+    assert ref["extractor_sha256"] == digest and "seconds" not in ref
+    # a perfect generator's FID: held-out real images, with the interval every eval gets
+    assert ref["heldout_floor_num_samples"] == 20
+    assert ref["fid_heldout_floor_ci"][0] <= ref["fid_heldout_floor"] <= ref["fid_heldout_floor_ci"][1]
 
+    from pipeline import study_eval
+    seen = {}
+
+    def recording_heldout_set(data, *args, **kwargs):
+        seen["heldout"] = data
+        return heldout_set(data, *args, **kwargs)
+
+    monkeypatch.setattr(study_eval, "heldout_set", recording_heldout_set)
     for k in (0, 1):
         run_eval(params, 1, k)
+    # the held-out loss is measured on the held-out split, never on a training image
+    train_rows = {bytes(r) for r in data.load_uint8(params.data)[0].flatten(1).numpy()}
+    held_u8 = data.to_uint8(seen["heldout"])
+    assert len(held_u8) == 100 and not any(bytes(r) in train_rows for r in held_u8.flatten(1).numpy())
     m0, m1 = (load_json(A.eval_dir(1, k) / "metrics.json") for k in (0, 1))
     for k, m in ((0, m0), (1, m1)):
         assert set(m) == METRIC_KEYS
@@ -215,6 +263,12 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
         assert m["feature_extractor"] == "classifier"
         assert np.isfinite(m["fid"]) and m["fid"] >= 0 and np.isfinite(m["kid_mean"]) and m["kid_std"] >= 0
         assert m["heldout_loss"] > 0
+        assert m["extractor_sha256"] == digest
+        assert m["fid_ci"][0] <= m["fid"] <= m["fid_ci"][1] and m["fid_std"] > 0
+        assert (m["fid_ci_level"], m["fid_bootstrap"]) == (0.95, 500) and "resampl" in m["fid_ci_method"]
+        assert m["fid_inf_ci"][0] <= m["fid_inf"] <= m["fid_inf_ci"][1] and m["fid_inf_sizes"][-1] == 20
+        assert len(m["heldout_t_edges"]) == 11 and m["heldout_t_edges"][-1] == 1000
+        assert len(m["heldout_loss_by_t"]) == 10 and m["heldout_loss_se"] > 0
         assert m["params_kept"] == m["params_total"] - (m["prunable_total"] - m["prunable_kept"])
         assert (A.eval_dir(1, k) / "samples.png").stat().st_size > 0
     assert m0["schedule"] == "dense" and m0["sparsity"] == 0 and m0["prunable_kept"] == m0["prunable_total"]
@@ -228,4 +282,18 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     _, ema, _, _ = A.load_ticket(A.train_dir(1, 1) / "model.pt", params)
     back = load_compressed_ticket(A.eval_dir(1, 1) / "ticket.bin")
     assert all(torch.equal(back[n], t) for n, t in ema.state_dict().items())
+
+    # through run_eval, real images score a lower FID than noise: the sampler is replaced by one that
+    # returns held-out digits (real, yet not in the reference) or uniform noise; all else is run_eval's
+    real = data.load_dataset(params.data, train=False)[:params.eval.num_samples]
+    noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    scores = {}
+    for name, images in (("real", real), ("noise", noise)):
+        monkeypatch.setattr(study_eval, "sample_images", lambda *a, _images=images, **k: _images.clone())
+        run_eval(params, 1, 0)
+        scores[name] = load_json(A.eval_dir(1, 0) / "metrics.json")
+    real_m, noise_m = scores["real"], scores["noise"]
+    assert real_m["fid"] < noise_m["fid"] / 3
+    assert real_m["fid_ci"][1] < noise_m["fid_ci"][0] and real_m["fid_inf_ci"][1] < noise_m["fid_inf_ci"][0]
+    assert real_m["kid_mean"] < noise_m["kid_mean"]
     assert time.perf_counter() - start < 60  # ~10 s on two idle cores
