@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DATASETS = ("mnist5k", "mnist", "cifar10", "cifar100")
 SCHEDULES = ("uniform", "global", "lamp", "layerwise", "random")
 REWIND_MODES = ("init", "checkpoint", "reinit")
+TRAIN_IMAGES = {"mnist5k": 5000, "mnist": 60000, "cifar10": 50000, "cifar100": 50000}
 
 
 class ConfigError(ValueError):
@@ -37,9 +40,9 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     init_seed: int = Field(0, ge=0)
-    dim: int = Field(16, ge=4)
+    dim: int = Field(16, ge=4, le=1024)
     dim_mults: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = Field(1, ge=1)
+    num_res_blocks: int = Field(1, ge=1, le=16)
     attn_resolutions: tuple[int, ...] = (4,)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     norm_groups: int = Field(8, ge=1)
@@ -47,8 +50,8 @@ class ModelConfig(Section):
     @field_validator("dim_mults")
     @classmethod
     def _mults_positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if not v or any(m < 1 for m in v):
-            raise ValueError("must be a non-empty list of positive integers")
+        if not v or len(v) > 8 or any(m < 1 or m > 64 for m in v):
+            raise ValueError("must be a list of 1 to 8 integers in [1, 64]")
         return v
 
     @model_validator(mode="after")
@@ -131,6 +134,14 @@ class ImpConfig(Section):
 
 class EvalConfig(Section):
     seeds: tuple[int, ...] = (1,)
+
+    @field_validator("seeds")
+    @classmethod
+    def _eval_seeds_distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("must be a non-empty list of distinct IMP seeds")
+        return v
+
     feature_extractor: Literal["classifier", "inception-v3-compat"] = "classifier"
     inception_weights: Optional[str] = None
     num_samples: int = Field(500, ge=2)
@@ -192,6 +203,16 @@ class Params(Section):
                 f"{len(self.model.dim_mults)} levels halve the image {len(self.model.dim_mults) - 1} "
                 f"times, so data.image_size ({self.data.image_size}) must be divisible by {factor}",
             )
+        levels = self.level_resolutions()
+        stray = [r for r in self.model.attn_resolutions if r not in levels]
+        if stray:
+            raise _CrossError("model.attn_resolutions", list(self.model.attn_resolutions),
+                              f"{stray} match no U-Net level; the levels of a {self.data.image_size}px image "
+                              f"are {levels} (an empty list means attention in the middle block only)")
+        for key, steps in (("eval.sampling_steps", self.eval.sampling_steps),
+                           ("train.sample_steps", self.train.sample_steps)):
+            if steps > self.diffusion.timesteps:
+                raise _CrossError(key, steps, f"DDIM steps must be <= diffusion.timesteps ({self.diffusion.timesteps})")
         if self.rewind.mode == "checkpoint" and self.rewind.step >= self.train.steps:
             raise _CrossError(
                 "rewind.step", self.rewind.step, f"must be < train.steps ({self.train.steps})"
@@ -199,9 +220,45 @@ class Params(Section):
         missing = [s for s in self.eval.seeds if s not in self.imp.seeds]
         if missing:
             raise _CrossError("eval.seeds", list(self.eval.seeds), f"each must be one of imp.seeds {list(self.imp.seeds)}")
-        if self.sparsity.schedule == "layerwise" and len(self.imp.seeds) < 2:
-            raise _CrossError("sparsity.schedule", "layerwise", "needs two imp.seeds to compare tickets")
+        if len(self.imp.seeds) < 2:
+            raise _CrossError("imp.seeds", list(self.imp.seeds),
+                              "needs two seeds: the layer_rates and similarity stages compare two tickets")
+        if self.features.holdout >= TRAIN_IMAGES[self.data.dataset]:
+            raise _CrossError("features.holdout", self.features.holdout,
+                              f"must be < the {TRAIN_IMAGES[self.data.dataset]} training images of {self.data.dataset}")
+        self._check_prunable()
         return self
+
+    def level_resolutions(self) -> list[int]:
+        """Feature-map size at each U-Net level (attention is placed by these numbers)."""
+        return [self.data.image_size // 2 ** i for i in range(len(self.model.dim_mults))]
+
+    def _check_prunable(self) -> None:
+        """Rules that need the layer shapes; read off a parameter-free (meta-device) model."""
+        sizes = _layer_sizes(self.model, self.data.channels, self.data.image_size)
+        from fnmatch import fnmatch
+
+        inc, exc = self.sparsity.include, self.sparsity.exclude
+        kept = {n: size for n, size in sizes if any(fnmatch(n, p) for p in inc) and not any(fnmatch(n, p) for p in exc)}
+        if not kept:
+            raise _CrossError("sparsity.include", list(inc),
+                              f"with sparsity.exclude {list(exc)} no conv/linear weight is prunable "
+                              f"(names look like {sizes[-1][0]!r})")
+        # the layer_rates stage previews one layerwise round of the dense net whatever the schedule;
+        # the layerwise rounds themselves get the same test on each round's uniform-sized survivors
+        from .pruning import layerwise_counts, uniform_counts
+
+        rounds = len(self.imp.rounds) if self.sparsity.schedule == "layerwise" else 1
+        cap = self.similarity.max_layer_rate
+        for r in range(1, rounds + 1):
+            removed = uniform_counts(kept, self.sparsity.rate)
+            try:
+                layerwise_counts(kept, {n: 1.0 for n in kept}, sum(removed.values()), cap)
+            except ValueError:
+                raise _CrossError("similarity.max_layer_rate", cap,
+                                  f"too low for round {r} to remove sparsity.rate = {self.sparsity.rate} of the "
+                                  f"surviving weights (each layer may lose at most {cap} of its own)") from None
+            kept = {n: kept[n] - removed[n] for n in kept}
 
     @property
     def target_sparsity(self) -> float:
@@ -216,6 +273,18 @@ class Params(Section):
         """Content hash of the named sections: a checkpoint only resumes under the same recipe."""
         blob = json.dumps({s: getattr(self, s).model_dump(mode="json") for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=32)
+def _layer_sizes(model: ModelConfig, channels: int, image_size: int) -> tuple[tuple[str, int], ...]:
+    """(name, numel) of every conv/linear weight of the U-Net, built without memory on 'meta'."""
+    from .masks import prunable_names
+    from .unet import build_unet
+
+    with torch.device("meta"):
+        net = build_unet(model, channels, image_size)
+    shapes = dict(net.named_parameters())
+    return tuple((n, shapes[n].numel()) for n in prunable_names(net, ("*",), ()))
 
 
 class _CrossError(ValueError):

@@ -137,9 +137,11 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     def stop_if_non_finite(done: int) -> None:
         """Raise NonFiniteError if a loss so far, or the weights now, are NaN/inf (one host sync)."""
         if int(first_bad) >= 0:
+            bar.close()  # the error line comes after the progress bar, not inside it
             raise NonFiniteError(f"loss is {float(bad_loss)} at step {int(first_bad) + 1}; "
                                  f"stopped, nothing saved (last good checkpoint kept)")
         if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            bar.close()
             raise NonFiniteError(f"weights turned non-finite by step {done} (losses finite so far); "
                                  f"stopped, nothing saved (last good checkpoint kept)")
     window, t_window = 0, time.perf_counter()
