@@ -26,7 +26,8 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # a NaN or infinite number passes every `ge`/`gt` bound and only shows up as NaN hours later
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -313,12 +314,17 @@ def _one_line(err: ValidationError, raw: dict[str, Any]) -> str:
     return f"params.yaml: {loc} = {value!r} is invalid: {msg}"
 
 
+def _printable(text: str) -> str:
+    """Keys and values are the user's: escape line breaks and control characters to keep one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def parse_params(raw: dict[str, Any] | None) -> Params:
     """Validate a params mapping; raise ConfigError with a one-line message on the first problem."""
     try:
         return Params.model_validate(raw or {})
     except ValidationError as err:
-        raise ConfigError(_one_line(err, raw or {})) from None
+        raise ConfigError(_printable(_one_line(err, raw or {}))) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -327,6 +333,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{path}: not found (run from the repository root)")
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if raw is not None and not isinstance(raw, dict):
