@@ -208,7 +208,7 @@ class Params(Section):
         stray = [r for r in self.model.attn_resolutions if r not in levels]
         if stray:
             raise _CrossError("model.attn_resolutions", list(self.model.attn_resolutions),
-                              f"{stray} match no U-Net level; the levels of a {self.data.image_size}px image "
+                              f"{stray} match no U-Net level; the levels of {self.data.image_size}x{self.data.image_size} images "
                               f"are {levels} (an empty list means attention in the middle block only)")
         for key, steps in (("eval.sampling_steps", self.eval.sampling_steps),
                            ("train.sample_steps", self.train.sample_steps)):

@@ -1,10 +1,12 @@
 """Entry glue for stages/: load params, run, and turn bad input into one clear line (exit 2).
 
 Bad params (ConfigError) and unusable input artifacts (ArtifactError) exit 2; a training run whose
-loss or weights turn non-finite (NonFiniteError) exits 3. None of them prints a traceback.
+loss or weights turn non-finite (NonFiniteError) exits 3; a full disk exits 1. None of them prints a
+traceback.
 """
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Callable
 
@@ -30,6 +32,13 @@ def run_stage(fn: Callable[..., None], *int_args: str) -> None:
     except (ConfigError, ArtifactError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # writes go to a temporary file renamed into place: what was written before is intact
+        print(f"error: {stage}: {err.strerror or 'disk full'} while writing; free space and re-run "
+              f"(files written before are intact)", file=sys.stderr)
+        sys.exit(1)
     except NonFiniteError as err:
         where = {("round" if name == "k" else name): value for name, value in zip(int_args, values)}
         if "seed" in where:

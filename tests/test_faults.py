@@ -253,3 +253,20 @@ def test_disk_full_during_checkpoint_keeps_the_last_checkpoint(tiny, tmp_path, m
     monkeypatch.undo()
     assert load_torch(ckpt)["step"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_full_disk_in_a_stage_is_one_line(tmp_path, monkeypatch, capsys):
+    from pipeline.stage_runner import run_stage
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["stages.init"])
+    save_torch({"w": torch.ones(2)}, "artifacts/init/theta0.pt")
+    monkeypatch.setattr(torch, "save", _disk_full_after_partial_write(None))
+    with pytest.raises(SystemExit) as exc:
+        run_stage(run_init)
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: init: No space left on device while writing; free space and re-run (files written before are intact)"
+    monkeypatch.undo()
+    assert torch.equal(load_torch(tmp_path / "artifacts/init/theta0.pt")["w"], torch.ones(2))
