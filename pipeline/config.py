@@ -208,12 +208,14 @@ class Params(Section):
         stray = [r for r in self.model.attn_resolutions if r not in levels]
         if stray:
             raise _CrossError("model.attn_resolutions", list(self.model.attn_resolutions),
-                              f"{stray} match no U-Net level; the levels of {self.data.image_size}x{self.data.image_size} images "
-                              f"are {levels} (an empty list means attention in the middle block only)")
+                              f"{stray} match no U-Net level; the levels of {self.data.image_size}x"
+                              f"{self.data.image_size} images are {levels} (an empty list means attention in "
+                              f"the middle block only)")
         for key, steps in (("eval.sampling_steps", self.eval.sampling_steps),
                            ("train.sample_steps", self.train.sample_steps)):
             if steps > self.diffusion.timesteps:
-                raise _CrossError(key, steps, f"DDIM steps must be <= diffusion.timesteps ({self.diffusion.timesteps})")
+                raise _CrossError(key, steps,
+                                  f"DDIM steps must be <= diffusion.timesteps ({self.diffusion.timesteps})")
         if self.rewind.mode == "checkpoint" and self.rewind.step >= self.train.steps:
             raise _CrossError(
                 "rewind.step", self.rewind.step, f"must be < train.steps ({self.train.steps})"

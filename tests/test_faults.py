@@ -144,7 +144,8 @@ def test_corrupt_ticket_and_classifier_loaders_raise_artifact_errors(tiny, tmp_p
     with pytest.raises(ArtifactError, match="retrain@1-round0"):
         A.load_ticket(ticket, params)
     clf = tmp_path / "artifacts/features/classifier.pt"
-    save_torch(classifier_state(ImageClassifier(in_channels=1, image_size=8, width=4, feature_dim=8, num_classes=10)), clf)
+    net = ImageClassifier(in_channels=1, image_size=8, width=4, feature_dim=8, num_classes=10)
+    save_torch(classifier_state(net), clf)
     assert load_classifier(clf) is not None
     clf.write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="features"):
@@ -267,6 +268,7 @@ def test_full_disk_in_a_stage_is_one_line(tmp_path, monkeypatch, capsys):
         run_stage(run_init)
     assert exc.value.code == 1
     err = capsys.readouterr().err.strip()
-    assert err == "error: init: No space left on device while writing; free space and re-run (files written before are intact)"
+    assert err == ("error: init: No space left on device while writing; free space and re-run "
+                   "(files written before are intact)")
     monkeypatch.undo()
     assert torch.equal(load_torch(tmp_path / "artifacts/init/theta0.pt")["w"], torch.ones(2))

@@ -61,7 +61,8 @@ def edited(draw):
             raw[section][key] = {"nested": draw(st.integers())}
         return raw, True
     if kind == "section_type":
-        raw[section] = draw(st.one_of(st.integers(), st.text(min_size=1, max_size=5), st.lists(st.integers(), min_size=1)))
+        raw[section] = draw(st.one_of(st.integers(), st.text(min_size=1, max_size=5),
+                                      st.lists(st.integers(), min_size=1)))
         return raw, True
     return _combo(draw, raw), True
 
