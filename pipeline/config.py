@@ -139,7 +139,7 @@ class EvalConfig(Section):
     @field_validator("seeds")
     @classmethod
     def _eval_seeds_distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if not v or len(set(v)) != len(v):
+        if v is not None and (not v or len(set(v)) != len(v)):
             raise ValueError("must be a non-empty list of distinct IMP seeds")
         return v
 

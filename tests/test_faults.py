@@ -143,6 +143,9 @@ def test_corrupt_ticket_and_classifier_loaders_raise_artifact_errors(tiny, tmp_p
     _truncate(ticket)
     with pytest.raises(ArtifactError, match="retrain@1-round0"):
         A.load_ticket(ticket, params)
+    save_torch({"model": {"w": torch.ones(2)}, "ema": {}, "mask": None}, ticket)  # loadable, wrong content
+    with pytest.raises(ArtifactError, match=r"not a ticket of the configured model.*retrain@1-round0"):
+        A.load_ticket(ticket, params)
     clf = tmp_path / "artifacts/features/classifier.pt"
     net = ImageClassifier(in_channels=1, image_size=8, width=4, feature_dim=8, num_classes=10)
     save_torch(classifier_state(net), clf)
