@@ -341,4 +341,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    return parse_params(raw)
+    params = parse_params(raw)
+    # files the study reads only at its end (reference, eval) must be there before it starts
+    weights = params.eval.inception_weights
+    if params.eval.feature_extractor == "inception-v3-compat" and weights and not Path(weights).is_file():
+        raise ConfigError(_printable(f"{path}: eval.inception_weights = {weights!r} is invalid: no such file "
+                                     f"(relative paths are read from {Path.cwd()})"))
+    return params

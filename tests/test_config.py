@@ -142,3 +142,15 @@ def test_check_warns_on_a_detached_head_and_says_how_to_get_back(tmp_path):
     _git(tmp_path, "branch", "study")  # dvc exp run records the branch it started from
     _git(tmp_path, "symbolic-ref", "refs/exps/exec/EXEC_BRANCH", "refs/heads/study")
     assert "git checkout study" in _check([], cwd=tmp_path).stderr
+
+
+def test_missing_inception_weights_file_is_caught_when_loading(tmp_path):
+    path = tmp_path / "params.yaml"
+    raw = merge(TINY, {"eval": {"feature_extractor": "inception-v3-compat", "inception_weights": "nope/pt.pth"}})
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"eval.inception_weights = 'nope/pt.pth' is invalid: no such file"):
+        load_params(path)
+    weights = tmp_path / "pt.pth"
+    weights.write_bytes(b"x")
+    path.write_text(yaml.safe_dump(merge(raw, {"eval": {"inception_weights": str(weights)}})))
+    assert load_params(path).eval.inception_weights == str(weights)
