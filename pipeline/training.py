@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .artifact_errors import ArtifactError
 from .config import TrainConfig
 from .diffusion import Diffusion
-from .artifact_errors import ArtifactError
 from .io import load_torch, save_torch
 from .masks import Mask
 
@@ -114,9 +114,9 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                 tqdm.write(f"{desc}: ignoring {checkpoint} (written under other params)")
         except (ArtifactError, AttributeError, KeyError, RuntimeError, TypeError, ValueError) as err:
             # a damaged checkpoint only costs the steps it held: start over from the given weights
+            reason = err.problem if isinstance(err, ArtifactError) else (str(err).splitlines() or [""])[0]
             tqdm.write(f"warning: {desc}: ignoring corrupt checkpoint {checkpoint} "
-                       f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); training starts over",
-                       file=sys.stderr)
+                       f"({reason or type(err).__name__}); training starts over", file=sys.stderr)
             model.load_state_dict(fresh)
             ema.load_state_dict(fresh)
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
@@ -180,7 +180,7 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             snapshots[done] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if done % cfg.log_every == 0 or done == steps:
             stop_if_non_finite(done)
-            mean_loss = (running / window).item()  # the only host sync, once per log window
+            mean_loss = (running / window).item()  # host syncs: here, once per log window, and at checkpoints
             ips = window * cfg.batch_size / (time.perf_counter() - t_window)
             history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0], "images_per_s": ips})
             bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")

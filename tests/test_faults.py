@@ -71,6 +71,26 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_pa
     assert state["step"] == 4
 
 
+def test_non_finite_weights_with_finite_losses_stop_too(tiny, tmp_path):
+    params = tiny()
+    torch.manual_seed(0)
+    model = A.new_model(params)
+    inner = Diffusion(params.diffusion)
+
+    backward = []
+
+    def poison_last_gradient(grad):  # the loss of step 6 is finite; the update it makes is not
+        backward.append(1)
+        return grad * float("inf") if len(backward) == 6 else grad
+
+    model.final_conv.weight.register_hook(poison_last_gradient)
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(NonFiniteError, match=r"weights turned non-finite by step 6 \(losses finite so far\)"):
+        train(model, inner, torch.rand(40, 1, 8, 8) * 2 - 1, params.train, steps=6, seed=1,
+              checkpoint=ckpt, fingerprint="f", progress=False)
+    assert load_torch(ckpt)["step"] == 4
+
+
 def _write_theta0(tmp_path, monkeypatch, raw: dict) -> None:
     monkeypatch.chdir(tmp_path)  # stages write relative to the workspace
     run_init(parse_params(raw))
