@@ -135,14 +135,6 @@ class ImpConfig(Section):
 
 class EvalConfig(Section):
     seeds: tuple[int, ...] = (1,)
-
-    @field_validator("seeds")
-    @classmethod
-    def _eval_seeds_distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if v is not None and (not v or len(set(v)) != len(v)):
-            raise ValueError("must be a non-empty list of distinct IMP seeds")
-        return v
-
     feature_extractor: Literal["classifier", "inception-v3-compat"] = "classifier"
     inception_weights: Optional[str] = None
     num_samples: int = Field(500, ge=2)
@@ -151,6 +143,13 @@ class EvalConfig(Section):
     kid_subset_size: int = Field(100, ge=2)
     heldout_size: int = Field(512, ge=1)
     seed: int = Field(1234, ge=0)
+
+    @field_validator("seeds")
+    @classmethod
+    def _eval_seeds_distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError("must be a non-empty list of distinct IMP seeds")
+        return v
 
     @model_validator(mode="after")
     def _kid_fits(self) -> "EvalConfig":
@@ -238,18 +237,19 @@ class Params(Section):
 
     def _check_prunable(self) -> None:
         """Rules that need the layer shapes; read off a parameter-free (meta-device) model."""
-        sizes = _layer_sizes(self.model, self.data.channels, self.data.image_size)
-        from fnmatch import fnmatch
+        from .masks import prunable_names
+        from .pruning import layerwise_counts, uniform_counts
 
+        net = _meta_unet(self.model, self.data.channels, self.data.image_size)
         inc, exc = self.sparsity.include, self.sparsity.exclude
-        kept = {n: size for n, size in sizes if any(fnmatch(n, p) for p in inc) and not any(fnmatch(n, p) for p in exc)}
+        shapes = dict(net.named_parameters())
+        kept = {n: shapes[n].numel() for n in prunable_names(net, inc, exc)}
         if not kept:
             raise _CrossError("sparsity.include", list(inc),
                               f"with sparsity.exclude {list(exc)} no conv/linear weight is prunable "
-                              f"(names look like {sizes[-1][0]!r})")
+                              f"(names look like {prunable_names(net)[-1]!r})")
         # the layer_rates stage previews one layerwise round of the dense net whatever the schedule;
         # the layerwise rounds themselves get the same test on each round's uniform-sized survivors
-        from .pruning import layerwise_counts, uniform_counts
 
         rounds = len(self.imp.rounds) if self.sparsity.schedule == "layerwise" else 1
         cap = self.similarity.max_layer_rate
@@ -278,16 +278,13 @@ class Params(Section):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@lru_cache(maxsize=32)
-def _layer_sizes(model: ModelConfig, channels: int, image_size: int) -> tuple[tuple[str, int], ...]:
-    """(name, numel) of every conv/linear weight of the U-Net, built without memory on 'meta'."""
-    from .masks import prunable_names
+@lru_cache(maxsize=8)
+def _meta_unet(model: ModelConfig, channels: int, image_size: int):
+    """The configured U-Net on the 'meta' device: every shape, no memory, built in milliseconds."""
     from .unet import build_unet
 
     with torch.device("meta"):
-        net = build_unet(model, channels, image_size)
-    shapes = dict(net.named_parameters())
-    return tuple((n, shapes[n].numel()) for n in prunable_names(net, ("*",), ()))
+        return build_unet(model, channels, image_size)
 
 
 class _CrossError(ValueError):
