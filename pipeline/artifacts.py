@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .artifact_errors import ArtifactError
 from .config import Params
 from .io import load_torch, save_torch
 from .masks import Mask
@@ -83,7 +84,12 @@ def load_ticket(path: Path, params: Params, device: torch.device | str = "cpu"):
     """(model, ema, mask or None, meta) from `save_ticket`'s file."""
     state = load_torch(path, map_location=device)
     model, ema = new_model(params).to(device), new_model(params).to(device)
-    model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
-    mask = Mask.from_state_dict(state["mask"]).to(device) if state["mask"] is not None else None
+    try:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        mask = Mask.from_state_dict(state["mask"]).to(device) if state["mask"] is not None else None
+    except (KeyError, TypeError, AttributeError, RuntimeError) as err:
+        # readable, but not a ticket of this model (a stray file, or params changed under it)
+        raise ArtifactError(path, f"not a ticket of the configured model "
+                                  f"({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})") from None
     return model.eval(), ema.eval(), mask, state.get("meta", {})

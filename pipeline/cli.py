@@ -1,10 +1,12 @@
 """`lth-diffusion`: the command line around the DVC pipeline."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import typer
 
+from .artifact_errors import ArtifactError
 from .config import ConfigError, load_params
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -18,6 +20,29 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _git(*args: str, cwd: Path) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def detached_head_warning(cwd: Path) -> str | None:
+    """One line when the workspace's git HEAD is detached, as an interrupted `dvc exp run` leaves it."""
+    if _git("rev-parse", "--is-inside-work-tree", cwd=cwd) != "true":
+        return None
+    if _git("symbolic-ref", "-q", "HEAD", cwd=cwd) is not None:
+        return None
+    at = _git("rev-parse", "--short", "HEAD", cwd=cwd) or "?"
+    # dvc exp run records the branch it started from while it runs
+    branch = (_git("symbolic-ref", "--short", "-q", "refs/exps/exec/EXEC_BRANCH", cwd=cwd) or "main")
+    branch = branch.removeprefix("heads/")
+    return (f"warning: git HEAD is detached at {at} (an interrupted `dvc exp run` leaves it so); get back with "
+            f"`git checkout {branch}`, and keep an experiment's results with `dvc exp apply <exp>` "
+            f"or `dvc exp branch <exp> <new-branch>` (see README, Recovering from faults)")
+
+
 @app.command()
 def check(params: Path = typer.Argument(Path("params.yaml"), help="params file to validate")) -> None:
     """Validate a params file and print what the study will do."""
@@ -25,12 +50,18 @@ def check(params: Path = typer.Argument(Path("params.yaml"), help="params file t
         p = load_params(params)
     except ConfigError as err:
         _fail(err)
+    import torch
+
     from .artifacts import new_model
     from .masks import Mask
 
-    model = new_model(p)
+    with torch.device("meta"):  # shapes only: no memory, whatever the size
+        model = new_model(p)
     mask = Mask.dense(model, p.sparsity.include, p.sparsity.exclude)
     n = sum(t.numel() for t in model.parameters())
+    warning = detached_head_warning(params.resolve().parent)
+    if warning:
+        typer.echo(warning, err=True)
     typer.echo(f"{params}: ok")
     typer.echo(f"  data      {p.data.dataset} at {p.data.image_size}x{p.data.image_size}x{p.data.channels}")
     typer.echo(f"  model     {n:,} parameters, {mask.total():,} prunable in {len(mask)} tensors")
@@ -53,7 +84,7 @@ def report_compare(out: Path = typer.Option(Path("reports/compare"), help="outpu
 
     try:
         paths = compare(out_dir=out, split_extractors=split_extractors)
-    except ConfigError as err:
+    except (ConfigError, ArtifactError) as err:
         _fail(err)
     for path in paths:
         typer.echo(str(path))

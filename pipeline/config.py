@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DATASETS = ("mnist5k", "mnist", "cifar10", "cifar100")
 SCHEDULES = ("uniform", "global", "lamp", "layerwise", "random")
 REWIND_MODES = ("init", "checkpoint", "reinit")
+TRAIN_IMAGES = {"mnist5k": 5000, "mnist": 60000, "cifar10": 50000, "cifar100": 50000}
 
 
 class ConfigError(ValueError):
@@ -23,7 +26,8 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # a NaN or infinite number passes every `ge`/`gt` bound and only shows up as NaN hours later
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -39,9 +43,9 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     init_seed: int = Field(0, ge=0)
-    dim: int = Field(16, ge=4)
+    dim: int = Field(16, ge=4, le=1024)
     dim_mults: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = Field(1, ge=1)
+    num_res_blocks: int = Field(1, ge=1, le=16)
     attn_resolutions: tuple[int, ...] = (4,)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     norm_groups: int = Field(8, ge=1)
@@ -49,8 +53,8 @@ class ModelConfig(Section):
     @field_validator("dim_mults")
     @classmethod
     def _mults_positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if not v or any(m < 1 for m in v):
-            raise ValueError("must be a non-empty list of positive integers")
+        if not v or len(v) > 8 or any(m < 1 or m > 64 for m in v):
+            raise ValueError("must be a list of 1 to 8 integers in [1, 64]")
         return v
 
     @model_validator(mode="after")
@@ -149,6 +153,13 @@ class EvalConfig(Section):
     fid_inf_subsets: int = Field(3, ge=1)         # random subsets per size (their FIDs averaged)
     fid_inf_bootstrap: int = Field(40, ge=10)     # bootstrap resamples behind fid_inf_ci (each refits)
 
+    @field_validator("seeds")
+    @classmethod
+    def _eval_seeds_distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError("must be a non-empty list of distinct IMP seeds")
+        return v
+
     @model_validator(mode="after")
     def _kid_fits(self) -> "EvalConfig":
         if self.kid_subset_size > self.num_samples:
@@ -209,6 +220,18 @@ class Params(Section):
                 f"{len(self.model.dim_mults)} levels halve the image {len(self.model.dim_mults) - 1} "
                 f"times, so data.image_size ({self.data.image_size}) must be divisible by {factor}",
             )
+        levels = self.level_resolutions()
+        stray = [r for r in self.model.attn_resolutions if r not in levels]
+        if stray:
+            raise _CrossError("model.attn_resolutions", list(self.model.attn_resolutions),
+                              f"{stray} match no U-Net level; the levels of {self.data.image_size}x"
+                              f"{self.data.image_size} images are {levels} (an empty list means attention in "
+                              f"the middle block only)")
+        for key, steps in (("eval.sampling_steps", self.eval.sampling_steps),
+                           ("train.sample_steps", self.train.sample_steps)):
+            if steps > self.diffusion.timesteps:
+                raise _CrossError(key, steps,
+                                  f"DDIM steps must be <= diffusion.timesteps ({self.diffusion.timesteps})")
         if self.rewind.mode == "checkpoint" and self.rewind.step >= self.train.steps:
             raise _CrossError(
                 "rewind.step", self.rewind.step, f"must be < train.steps ({self.train.steps})"
@@ -216,9 +239,46 @@ class Params(Section):
         missing = [s for s in self.eval.seeds if s not in self.imp.seeds]
         if missing:
             raise _CrossError("eval.seeds", list(self.eval.seeds), f"each must be one of imp.seeds {list(self.imp.seeds)}")
-        if self.sparsity.schedule == "layerwise" and len(self.imp.seeds) < 2:
-            raise _CrossError("sparsity.schedule", "layerwise", "needs two imp.seeds to compare tickets")
+        if len(self.imp.seeds) < 2:
+            raise _CrossError("imp.seeds", list(self.imp.seeds),
+                              "needs two seeds: the layer_rates and similarity stages compare two tickets")
+        if self.features.holdout >= TRAIN_IMAGES[self.data.dataset]:
+            raise _CrossError("features.holdout", self.features.holdout,
+                              f"must be < the {TRAIN_IMAGES[self.data.dataset]} training images of {self.data.dataset}")
+        self._check_prunable()
         return self
+
+    def level_resolutions(self) -> list[int]:
+        """Feature-map size at each U-Net level (attention is placed by these numbers)."""
+        return [self.data.image_size // 2 ** i for i in range(len(self.model.dim_mults))]
+
+    def _check_prunable(self) -> None:
+        """Rules that need the layer shapes; read off a parameter-free (meta-device) model."""
+        from .masks import prunable_names
+        from .pruning import layerwise_counts, uniform_counts
+
+        net = _meta_unet(self.model, self.data.channels, self.data.image_size)
+        inc, exc = self.sparsity.include, self.sparsity.exclude
+        shapes = dict(net.named_parameters())
+        kept = {n: shapes[n].numel() for n in prunable_names(net, inc, exc)}
+        if not kept:
+            raise _CrossError("sparsity.include", list(inc),
+                              f"with sparsity.exclude {list(exc)} no conv/linear weight is prunable "
+                              f"(names look like {prunable_names(net)[-1]!r})")
+        # the layer_rates stage previews one layerwise round of the dense net whatever the schedule;
+        # the layerwise rounds themselves get the same test on each round's uniform-sized survivors
+
+        rounds = len(self.imp.rounds) if self.sparsity.schedule == "layerwise" else 1
+        cap = self.similarity.max_layer_rate
+        for r in range(1, rounds + 1):
+            removed = uniform_counts(kept, self.sparsity.rate)
+            try:
+                layerwise_counts(kept, {n: 1.0 for n in kept}, sum(removed.values()), cap)
+            except ValueError:
+                raise _CrossError("similarity.max_layer_rate", cap,
+                                  f"too low for round {r} to remove sparsity.rate = {self.sparsity.rate} of the "
+                                  f"surviving weights (each layer may lose at most {cap} of its own)") from None
+            kept = {n: kept[n] - removed[n] for n in kept}
 
     @property
     def target_sparsity(self) -> float:
@@ -233,6 +293,15 @@ class Params(Section):
         """Content hash of the named sections: a checkpoint only resumes under the same recipe."""
         blob = json.dumps({s: getattr(self, s).model_dump(mode="json") for s in sections}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=8)
+def _meta_unet(model: ModelConfig, channels: int, image_size: int):
+    """The configured U-Net on the 'meta' device: every shape, no memory, built in milliseconds."""
+    from .unet import build_unet
+
+    with torch.device("meta"):
+        return build_unet(model, channels, image_size)
 
 
 class _CrossError(ValueError):
@@ -261,12 +330,17 @@ def _one_line(err: ValidationError, raw: dict[str, Any]) -> str:
     return f"params.yaml: {loc} = {value!r} is invalid: {msg}"
 
 
+def _printable(text: str) -> str:
+    """Keys and values are the user's: escape line breaks and control characters to keep one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def parse_params(raw: dict[str, Any] | None) -> Params:
     """Validate a params mapping; raise ConfigError with a one-line message on the first problem."""
     try:
         return Params.model_validate(raw or {})
     except ValidationError as err:
-        raise ConfigError(_one_line(err, raw or {})) from None
+        raise ConfigError(_printable(_one_line(err, raw or {}))) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -275,8 +349,16 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{path}: not found (run from the repository root)")
     try:
         raw = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
-    return parse_params(raw)
+    params = parse_params(raw)
+    # files the study reads only at its end (reference, eval) must be there before it starts
+    weights = params.eval.inception_weights
+    if params.eval.feature_extractor == "inception-v3-compat" and weights and not Path(weights).is_file():
+        raise ConfigError(_printable(f"{path}: eval.inception_weights = {weights!r} is invalid: no such file "
+                                     f"(relative paths are read from {Path.cwd()})"))
+    return params

@@ -1,4 +1,5 @@
-"""Atomic writes: a killed stage never leaves a half-written artifact behind."""
+"""Atomic writes: a killed stage (or a full disk) never leaves a half-written artifact behind, and
+loads that fail on a damaged file say which file and which stage rebuilds it (`ArtifactError`)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from .artifact_errors import ArtifactError
 
 
 _UMASK = os.umask(0)
@@ -33,9 +36,35 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     return _atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
+def _first_non_finite(obj: Any, where: str = "") -> str | None:
+    """Key path of the first floating tensor in `obj` holding a NaN or infinity (None: all finite)."""
+    if isinstance(obj, torch.Tensor):
+        bad = obj.is_floating_point() and obj.numel() > 0 and not bool(torch.isfinite(obj).all())
+        return (where or "tensor") if bad else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _first_non_finite(value, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
 def load_torch(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    # state dicts and plain tensors only: weights_only keeps loading safe
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A torch file's content; a missing, truncated, corrupt or NaN-holding file raises ArtifactError."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(path, "missing")
+    try:
+        # state dicts and plain tensors only: weights_only keeps loading safe
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... on bad bytes
+        size = path.stat().st_size
+        raise ArtifactError(path, f"unreadable ({size:,} bytes; truncated or corrupt: "
+                                  f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__})") from None
+    bad = _first_non_finite(obj)
+    if bad:
+        raise ArtifactError(path, f"holds NaN or infinite values (in {bad})")
+    return obj
 
 
 def save_json(obj: Any, path: str | Path) -> Path:
@@ -48,8 +77,15 @@ def save_json(obj: Any, path: str | Path) -> Path:
 
 
 def load_json(path: str | Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """A JSON file's content; a missing, truncated or malformed file raises ArtifactError."""
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(path, "missing")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ArtifactError(path, f"not valid JSON (truncated or corrupt: {str(err).splitlines()[0][:120]})") from None
 
 
 def save_text(text: str, path: str | Path) -> Path:

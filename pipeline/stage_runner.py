@@ -1,18 +1,26 @@
-"""Entry glue for stages/: load params, run, and turn bad input into one clear line (exit 2)."""
+"""Entry glue for stages/: load params, run, and turn bad input into one clear line (exit 2).
+
+Bad params (ConfigError) and unusable input artifacts (ArtifactError) exit 2; a training run whose
+loss or weights turn non-finite (NonFiniteError) exits 3; a full disk exits 1. None of them prints a
+traceback.
+"""
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Callable
 
+from .artifact_errors import ArtifactError
 from .config import ConfigError, Params, load_params
+from .training import NonFiniteError
 
 
 def run_stage(fn: Callable[..., None], *int_args: str) -> None:
     """Call fn(params, *args) with the command line's integer arguments named by `int_args`."""
     argv = sys.argv[1:]
+    stage = fn.__name__.removeprefix("run_")
     if len(argv) != len(int_args):
         names = " ".join(f"<{a}>" for a in int_args)
-        stage = fn.__name__.removeprefix("run_")
         sys.exit(f"usage: python -m stages.{stage} {names}".rstrip())
     try:
         values = [int(v) for v in argv]
@@ -21,6 +29,20 @@ def run_stage(fn: Callable[..., None], *int_args: str) -> None:
     try:
         params: Params = load_params()
         fn(params, *values)
-    except ConfigError as err:
+    except (ConfigError, ArtifactError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # writes go to a temporary file renamed into place: what was written before is intact
+        print(f"error: {stage}: {err.strerror or 'disk full'} while writing; free space and re-run "
+              f"(files written before are intact)", file=sys.stderr)
+        sys.exit(1)
+    except NonFiniteError as err:
+        where = {("round" if name == "k" else name): value for name, value in zip(int_args, values)}
+        if "seed" in where:
+            where.setdefault("round", 0)  # a stage without a round is the dense run, round 0
+        context = " ".join([stage] + [f"{name} {value}" for name, value in where.items()])
+        print(f"error: {context}: {err}", file=sys.stderr)
+        sys.exit(3)

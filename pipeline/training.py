@@ -3,10 +3,15 @@
 Batches, timesteps and noise are a pure function of (seed, step), so a run resumed from a
 checkpoint takes exactly the same path as an uninterrupted one. With a mask, pruned weights stay
 exactly zero in the model, its gradients (hence Adam's state) and the EMA copy.
+
+A non-finite loss or weight stops training with `NonFiniteError` before anything is saved: the
+first bad step is tracked on the device and read at the once-per-log-window sync and before each
+checkpoint, so the last good checkpoint is never overwritten by a NaN state.
 """
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +21,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .artifact_errors import ArtifactError
 from .config import TrainConfig
 from .diffusion import Diffusion
 from .io import load_torch, save_torch
 from .masks import Mask
 
 CHECKPOINT_VERSION = 1
+
+
+class NonFiniteError(RuntimeError):
+    """The loss or the weights turned NaN/inf; str() names the step and the loss."""
 
 
 def pick_device() -> torch.device:
@@ -89,17 +99,29 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     start = 0
 
     if checkpoint is not None and checkpoint.exists():
-        state = load_torch(checkpoint, map_location=device)
-        if state.get("fingerprint") == fingerprint and state.get("version") == CHECKPOINT_VERSION \
-                and state["step"] <= steps:
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            history, snapshots, start = state["history"], state["snapshots"], state["step"]
-            tqdm.write(f"{desc}: resuming from the checkpoint at step {start}")
-        else:
-            tqdm.write(f"{desc}: ignoring {checkpoint} (written under other params)")
+        fresh = copy.deepcopy(model.state_dict())
+        try:
+            state = load_torch(checkpoint, map_location=device)
+            if state.get("fingerprint") == fingerprint and state.get("version") == CHECKPOINT_VERSION \
+                    and state["step"] <= steps:
+                model.load_state_dict(state["model"])
+                ema.load_state_dict(state["ema"])
+                opt.load_state_dict(state["optimizer"])
+                sched.load_state_dict(state["scheduler"])
+                history, snapshots, start = state["history"], state["snapshots"], state["step"]
+                tqdm.write(f"{desc}: resuming from the checkpoint at step {start}")
+            else:
+                tqdm.write(f"{desc}: ignoring {checkpoint} (written under other params)")
+        except (ArtifactError, AttributeError, KeyError, RuntimeError, TypeError, ValueError) as err:
+            # a damaged checkpoint only costs the steps it held: start over from the given weights
+            reason = err.problem if isinstance(err, ArtifactError) else (str(err).splitlines() or [""])[0]
+            tqdm.write(f"warning: {desc}: ignoring corrupt checkpoint {checkpoint} "
+                       f"({reason or type(err).__name__}); training starts over", file=sys.stderr)
+            model.load_state_dict(fresh)
+            ema.load_state_dict(fresh)
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+            history, snapshots, start = [], {}, 0
 
     ema_params, params = list(ema.parameters()), list(model.parameters())
     ema_mask = mask.bind(ema) if mask is not None else None
@@ -109,6 +131,19 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
     running = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss
+    bad_loss = torch.zeros((), device=device)
+
+    def stop_if_non_finite(done: int) -> None:
+        """Raise NonFiniteError if a loss so far, or the weights now, are NaN/inf (one host sync)."""
+        if int(first_bad) >= 0:
+            bar.close()  # the error line comes after the progress bar, not inside it
+            raise NonFiniteError(f"loss is {float(bad_loss)} at step {int(first_bad) + 1}; "
+                                 f"stopped, nothing saved (last good checkpoint kept)")
+        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            bar.close()
+            raise NonFiniteError(f"weights turned non-finite by step {done} (losses finite so far); "
+                                 f"stopped, nothing saved (last good checkpoint kept)")
     window, t_window = 0, time.perf_counter()
     model.train()
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress,
@@ -135,13 +170,17 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
         _ema_update(ema_params, params, cfg.ema_decay)
         if ema_mask is not None:
             ema_mask.apply_()
+        lost = ~torch.isfinite(loss.detach()) & (first_bad < 0)  # on device: no per-step host sync
+        first_bad.masked_fill_(lost, step)
+        bad_loss.copy_(torch.where(lost, loss.detach().float(), bad_loss))
         running += loss.detach()
         window += 1
         done = step + 1
         if done in snapshot_steps:
             snapshots[done] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if done % cfg.log_every == 0 or done == steps:
-            mean_loss = (running / window).item()  # the only host sync, once per log window
+            stop_if_non_finite(done)
+            mean_loss = (running / window).item()  # host syncs: here, once per log window, and at checkpoints
             ips = window * cfg.batch_size / (time.perf_counter() - t_window)
             history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0], "images_per_s": ips})
             bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
@@ -149,6 +188,7 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             window, t_window = 0, time.perf_counter()
         bar.update(1)
         if checkpoint is not None and (done % cfg.checkpoint_every == 0 or done == steps):
+            stop_if_non_finite(done)
             save_torch({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "step": done,
                         "model": model.state_dict(), "ema": ema.state_dict(),
                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -156,5 +196,6 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
         if stop_after is not None and done >= stop_after:
             break
     bar.close()
+    stop_if_non_finite(done if steps > start else start)
     model.eval()
     return TrainResult(model=model, ema=ema, history=history, snapshots=snapshots, resumed_from=start)

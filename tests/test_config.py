@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,24 @@ def test_repository_params_are_valid():
     ({"imp": {"rounds": [{"k": 1, "prev": 0}, {"k": 3, "prev": 1}]}}, ["imp.rounds", "prev"]),
     ({"eval": {"kid_subset_size": 1000}}, ["kid_subset_size", "num_samples"]),
     ({"eval": {"seeds": [7]}}, ["eval.seeds", "imp.seeds"]),
+    # rules whose breach used to surface only hours into `dvc repro`
+    ({"imp": {"seeds": [1]}}, ["imp.seeds", "two seeds", "similarity"]),
+    ({"model": {"attn_resolutions": [4, 5]}}, ["model.attn_resolutions", "[5]", "[8, 4]"]),
+    ({"eval": {"sampling_steps": 101}}, ["eval.sampling_steps", "101", "diffusion.timesteps (100)"]),
+    ({"train": {"sample_steps": 500}}, ["train.sample_steps", "500", "diffusion.timesteps (100)"]),
+    ({"sparsity": {"include": ["*.bias"]}}, ["sparsity.include", "no conv/linear weight is prunable"]),
+    ({"sparsity": {"exclude": ["*"]}}, ["sparsity.include", "sparsity.exclude ['*']"]),
+    ({"sparsity": {"include": ["down.*"], "exclude": ["down.*"]}}, ["sparsity.include", "no conv/linear"]),
+    ({"similarity": {"max_layer_rate": 0.3}}, ["similarity.max_layer_rate", "0.3", "too low", "round 1"]),
+    ({"sparsity": {"schedule": "layerwise", "rate": 0.6}, "similarity": {"max_layer_rate": 0.6}},
+     ["similarity.max_layer_rate", "too low"]),
+    ({"features": {"holdout": 5000}}, ["features.holdout", "5000 training images of mnist5k"]),
+    ({"eval": {"seeds": []}}, ["eval.seeds", "non-empty"]),
+    ({"eval": {"seeds": [1, 1]}}, ["eval.seeds", "distinct"]),
+    ({"imp": {"rounds": [{"k": 1, "prev": 1}]}}, ["imp.rounds", "prev"]),
+    ({"model": {"dim": 100000}}, ["model.dim", "less than or equal to 1024"]),
+    ({"model": {"dim_mults": [1, 2, 3, 4, 5, 6, 7, 8, 9]}}, ["model.dim_mults", "1 to 8"]),
+    ({"data": {"image_size": 10}, "model": {"dim_mults": [1, 2, 2]}}, ["model.dim_mults", "divisible by 4"]),
 ])
 def test_bad_values_name_key_value_and_allowed(over, must_contain):
     msg = error_for(over)
@@ -67,3 +86,71 @@ def test_paper_params_file_is_valid():
     params = load_params(ROOT / "params" / "cifar10-paper.yaml")
     assert params.data.dataset == "cifar10" and params.model.dim == 64
     assert params.target_sparsity >= 0.9
+
+
+def test_cross_rules_accept_their_boundaries():
+    ok = parse_params(merge(TINY, {"eval": {"sampling_steps": 100}, "train": {"sample_steps": 100},
+                                   "model": {"attn_resolutions": []}, "features": {"holdout": 4999},
+                                   "similarity": {"max_layer_rate": 0.6}}))
+    assert ok.level_resolutions() == [8, 4]
+
+
+def _check(args, cwd=None):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    old = Path.cwd()
+    try:
+        if cwd:
+            os.chdir(cwd)
+        return CliRunner().invoke(app, ["check", *args])
+    finally:
+        os.chdir(old)
+
+
+def test_check_rejects_patterns_leaving_nothing_prunable_with_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, {"sparsity": {"include": ["*.nothing"]}})))
+    result = _check([str(path)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception  # no crash
+    assert result.stderr.strip().count("\n") == 0 and "sparsity.include" in result.stderr, result.stderr
+
+
+def _git(cwd, *args):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"})
+
+
+def test_check_warns_on_a_detached_head_and_says_how_to_get_back(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))
+    _git(tmp_path, "init", "-q", "-b", "main")
+    _git(tmp_path, "add", "params.yaml")
+    _git(tmp_path, "commit", "-q", "-m", "study")
+    on_branch = _check([], cwd=tmp_path)
+    assert on_branch.exit_code == 0 and on_branch.stderr == ""
+
+    _git(tmp_path, "checkout", "-q", "--detach")  # what an interrupted `dvc exp run` leaves
+    detached = _check([], cwd=tmp_path)
+    assert detached.exit_code == 0 and "params.yaml: ok" in detached.stdout
+    warning = detached.stderr.strip()
+    assert warning.count("\n") == 0 and warning.startswith("warning: git HEAD is detached")
+    for hint in ("git checkout main", "dvc exp apply", "dvc exp branch"):
+        assert hint in warning, warning
+
+    _git(tmp_path, "branch", "study")  # dvc exp run records the branch it started from
+    _git(tmp_path, "symbolic-ref", "refs/exps/exec/EXEC_BRANCH", "refs/heads/study")
+    assert "git checkout study" in _check([], cwd=tmp_path).stderr
+
+
+def test_missing_inception_weights_file_is_caught_when_loading(tmp_path):
+    path = tmp_path / "params.yaml"
+    raw = merge(TINY, {"eval": {"feature_extractor": "inception-v3-compat", "inception_weights": "nope/pt.pth"}})
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"eval.inception_weights = 'nope/pt.pth' is invalid: no such file"):
+        load_params(path)
+    weights = tmp_path / "pt.pth"
+    weights.write_bytes(b"x")
+    path.write_text(yaml.safe_dump(merge(raw, {"eval": {"inception_weights": str(weights)}})))
+    assert load_params(path).eval.inception_weights == str(weights)
