@@ -133,8 +133,8 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                 else torch.autocast("cpu", enabled=False))
     net = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False)
+        # the U-Net has no buffers, so DDP's defaults add no per-step sync
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     runner = maybe_compile(net, device, desc)
 
     def forward_backward(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
