@@ -195,3 +195,19 @@ def test_compile_choice_and_fallback_to_eager():
     # errors of the model itself are not swallowed
     with pytest.raises(RuntimeError, match="shapes"):
         CompiledOrEager(eager, eager, "test").run(lambda m: m(torch.ones(1, 3)))
+
+
+def test_gpu_bench_runs_tiny_on_the_cpu(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench" / "gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = bench.main(["--size", "tiny", "--steps", "2", "--threads", "1", "--compile", "0",
+                          "--json", str(tmp_path / "bench.json")])
+    printed = capsys.readouterr().out
+    assert "device: CPU" in printed and "eager masked 90%" in printed and "sampling (DDIM-2)" in printed
+    assert results["train"]["eager dense"]["img_s"] > 0 and results["train"]["eager masked"]["img_s"] > 0
+    assert results["sampling"]["eager"]["img_s"] > 0
+    assert results["train"]["eager masked/dense step time"] > 0
+    assert (tmp_path / "bench.json").exists()
