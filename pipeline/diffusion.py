@@ -10,7 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .compiling import maybe_compile
+from .compiling import SAMPLE_EVALS_WORTH_COMPILING, maybe_compile
 from .config import DiffusionConfig
 
 
@@ -92,10 +92,11 @@ def sample_images(diffusion: Diffusion, model: nn.Module, n: int, shape: tuple[i
     Under torchrun each rank draws its contiguous share of the n samples in batches of at most
     `batch_size` and the shares are gathered, so the images do not depend on the rank count (to
     float rounding). `on_batch(b)` is called after each of this rank's batches. The network is
-    compiled on CUDA unless LTH_COMPILE says otherwise.
+    compiled on CUDA when the work repays it (see compiling.py; LTH_COMPILE overrides).
     """
     lo, hi = distributed.shard(n)
-    runner = maybe_compile(model, diffusion.device, "sampling")
+    runner = maybe_compile(model, diffusion.device, "sampling", work=(hi - lo) * min(steps, diffusion.timesteps),
+                           worth=SAMPLE_EVALS_WORTH_COMPILING)
     out = []
     with tqdm(total=n, desc=f"sampling (DDIM-{steps})", unit="img",
               disable=not (progress and distributed.is_main())) as bar:

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .compiling import maybe_compile
+from .compiling import TRAIN_IMAGES_WORTH_COMPILING, maybe_compile
 from .config import TrainConfig
 from .diffusion import Diffusion
 from .io import load_torch, save_torch
@@ -135,7 +135,8 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     if world > 1:
         # the U-Net has no buffers, so DDP's defaults add no per-step sync
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    runner = maybe_compile(net, device, desc)
+    runner = maybe_compile(net, device, desc, work=(steps - start) * cfg.batch_size,
+                           worth=TRAIN_IMAGES_WORTH_COMPILING)
 
     def forward_backward(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         def run(module) -> torch.Tensor:

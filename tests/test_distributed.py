@@ -177,7 +177,9 @@ def test_shards_cover_every_item_once():
 
 
 def test_compile_choice_and_fallback_to_eager():
-    assert compile_wanted(torch.device("cuda"), "auto") and not compile_wanted(torch.device("cpu"), "auto")
+    assert compile_wanted(torch.device("cuda"), "auto", work=10**7, worth=500_000)
+    assert not compile_wanted(torch.device("cuda"), "auto", work=1_000, worth=500_000), "not worth the compile"
+    assert not compile_wanted(torch.device("cpu"), "auto", work=10**7, worth=500_000)
     assert compile_wanted(torch.device("cpu"), "1") and not compile_wanted(torch.device("cuda"), "0")
     with pytest.raises(ValueError, match="LTH_COMPILE"):
         compile_wanted(torch.device("cpu"), "sometimes")
