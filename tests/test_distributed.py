@@ -213,3 +213,29 @@ def test_gpu_bench_runs_tiny_on_the_cpu(tmp_path, capsys):
     assert results["sampling"]["eager"]["img_s"] > 0
     assert results["train"]["eager masked/dense step time"] > 0
     assert (tmp_path / "bench.json").exists()
+
+
+def test_eval_stage_on_two_ranks_writes_the_metrics_of_one(tiny_raw, tmp_path, monkeypatch):
+    import json
+
+    from pipeline.config import parse_params
+    from pipeline.study_eval import run_eval, run_features, run_reference
+
+    params = parse_params(tiny_raw)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    run_init(params)
+    run_dense(params, 1)
+    run_features(params)
+    run_reference(params)
+    metrics = tmp_path / "artifacts" / "eval" / "s1" / "r0" / "metrics.json"
+    run_eval(params, 1, 0)
+    one = json.loads(metrics.read_text())
+    metrics.unlink()
+    proc = subprocess.run([sys.executable, "-m", "stages.eval", "1", "0"], cwd=tmp_path,
+                          env=_env(LTH_NPROC_PER_NODE="2"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    two = json.loads(metrics.read_text())
+    assert two.keys() == one.keys()
+    for key, value in one.items():
+        assert two[key] == (pytest.approx(value, rel=1e-4, abs=1e-6) if isinstance(value, float) else value), key
