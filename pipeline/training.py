@@ -164,7 +164,8 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             flip = (torch.rand(cfg.batch_size, device=device) < 0.5)[lo:hi]
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         t = torch.randint(0, diffusion.timesteps, (cfg.batch_size,), device=device)[lo:hi]
-        noise = torch.randn(shape, device=device, dtype=x0.dtype)[lo:hi]
+        # filled in memory order, as randn_like of the channels-last batch always was
+        noise = torch.empty(shape, device=device, memory_format=torch.channels_last).normal_()[lo:hi]
         loss = forward_backward(x0, t, noise)
         if bound is not None:
             bound.mask_grads_()
