@@ -35,6 +35,10 @@ def run_stage(fn: Callable[..., None], *int_args: str, data_parallel: bool = Fal
         if data_parallel:
             distributed.relaunch_if_requested(_stage_module(), argv)
             distributed.init_from_env()
+            # torchrun shows rank 0's log only; @record hands any rank's traceback to its summary
+            from torch.distributed.elastic.multiprocessing.errors import record
+
+            fn = record(fn)
         fn(params, *values)
     except (ConfigError, distributed.LaunchError) as err:
         print(f"error: {err}", file=sys.stderr)
