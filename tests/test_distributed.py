@@ -77,8 +77,6 @@ def test_pruned_weights_stay_zero_on_every_rank(two_ranks):
     for rank in ranks:
         for state in (rank["model"], rank["ema"]):
             for name in mask:
-                kept_exactly = (state[name] != 0) <= mask[name]  # masks identical: no pruned weight revived
-                assert bool(kept_exactly.all()), name
                 assert torch.count_nonzero(state[name][~mask[name]]) == 0, name
 
 
