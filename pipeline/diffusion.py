@@ -1,5 +1,5 @@
 """Gaussian diffusion after Ho et al. 2020: linear beta schedule, epsilon prediction,
-DDPM ancestral and DDIM (Song et al. 2021) samplers."""
+DDPM ancestral and DDIM (Song et al. 2021) samplers, and sharded sampling over data-parallel ranks."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
+from .compiling import SAMPLE_EVALS_WORTH_COMPILING, maybe_compile
 from .config import DiffusionConfig
 
 
@@ -41,11 +43,12 @@ class Diffusion:
     @torch.inference_mode()
     def sample_ddim(self, model: nn.Module, shape: tuple[int, ...], steps: int,
                     generator: Optional[torch.Generator] = None, eta: float = 0.0,
-                    progress: bool = False) -> torch.Tensor:
-        """DDIM sampling on an evenly spaced sub-sequence of `steps` timesteps (eta=0: deterministic)."""
+                    progress: bool = False, x_T: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """DDIM sampling on an evenly spaced sub-sequence of `steps` timesteps (eta=0: deterministic).
+        `x_T`: the starting noise (default: drawn from `generator`)."""
         steps = min(steps, self.timesteps)
         ts = torch.linspace(self.timesteps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
-        x = torch.randn(shape, generator=generator, device=self.device)
+        x = torch.randn(shape, generator=generator, device=self.device) if x_T is None else x_T.to(self.device)
         for i, t in enumerate(tqdm(ts, desc="DDIM", leave=False, disable=not progress)):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             ab = self.alphas_bar[t]
@@ -74,15 +77,35 @@ class Diffusion:
         return x.clamp(-1, 1)
 
 
+def sample_noise(seed: int, start: int, stop: int, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Starting noise of samples start..stop-1 (CPU): sample i's noise depends only on (seed, i),
+    not on batch sizes, rank count or device."""
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
+                        for i in range(start, stop)]) if stop > start else torch.empty(0, *shape)
+
+
 def sample_images(diffusion: Diffusion, model: nn.Module, n: int, shape: tuple[int, int, int],
                   steps: int, batch_size: int, seed: int, progress: bool = True,
                   on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
-    """n images in [-1, 1] from DDIM, in batches, deterministic for a seed."""
-    gen = torch.Generator(device=diffusion.device).manual_seed(seed)
+    """n images in [-1, 1] from DDIM (eta = 0), deterministic for a seed; returned on every rank.
+
+    Under torchrun each rank draws its contiguous share of the n samples in batches of at most
+    `batch_size` and the shares are gathered, so the images do not depend on the rank count (to
+    float rounding). `on_batch(b)` is called after each of this rank's batches. The network is
+    compiled on CUDA when the work repays it (see compiling.py; LTH_COMPILE overrides).
+    """
+    lo, hi = distributed.shard(n)
+    runner = maybe_compile(model, diffusion.device, "sampling", work=(hi - lo) * min(steps, diffusion.timesteps),
+                           worth=SAMPLE_EVALS_WORTH_COMPILING)
     out = []
-    with tqdm(total=n, desc=f"sampling (DDIM-{steps})", unit="img", disable=not progress) as bar:
-        while sum(len(o) for o in out) < n:
-            b = min(batch_size, n - sum(len(o) for o in out))
-            out.append(diffusion.sample_ddim(model, (b, *shape), steps, generator=gen).cpu())
-            bar.update(b)
-    return torch.cat(out)
+    with tqdm(total=n, desc=f"sampling (DDIM-{steps})", unit="img",
+              disable=not (progress and distributed.is_main())) as bar:
+        for start in range(lo, hi, batch_size):
+            stop = min(start + batch_size, hi)
+            x_T = sample_noise(seed, start, stop, shape)
+            out.append(runner.run(lambda m: diffusion.sample_ddim(m, tuple(x_T.shape), steps, x_T=x_T)))
+            bar.update((stop - start) * distributed.world_size())
+            if on_batch is not None:
+                on_batch(stop - start)
+    local = torch.cat(out) if out else torch.empty(0, *shape, device=diffusion.device)
+    return distributed.gather_rows(local, n).cpu()

@@ -10,13 +10,25 @@ import errno
 import sys
 from typing import Callable
 
+from . import distributed
 from .artifact_errors import ArtifactError
 from .config import ConfigError, Params, load_params
 from .training import NonFiniteError
 
 
-def run_stage(fn: Callable[..., None], *int_args: str) -> None:
-    """Call fn(params, *args) with the command line's integer arguments named by `int_args`."""
+def _stage_module() -> str:
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is None or not spec.name:
+        raise SystemExit("error: run stages as modules (python -m stages.<name>) so they can be relaunched")
+    return spec.name
+
+
+def run_stage(fn: Callable[..., None], *int_args: str, data_parallel: bool = False) -> None:
+    """Call fn(params, *args) with the command line's integer arguments named by `int_args`.
+
+    `data_parallel`: the stage can run on several ranks; when LTH_NPROC_PER_NODE / LTH_NNODES ask
+    for more than one, this process is replaced by torchrun running the same command on every rank.
+    """
     argv = sys.argv[1:]
     stage = fn.__name__.removeprefix("run_")
     if len(argv) != len(int_args):
@@ -27,9 +39,16 @@ def run_stage(fn: Callable[..., None], *int_args: str) -> None:
     except ValueError:
         sys.exit(f"error: arguments {' '.join(int_args)} must be integers, got {' '.join(argv)}")
     try:
-        params: Params = load_params()
+        params: Params = load_params()  # validate before launching any rank
+        if data_parallel:
+            distributed.relaunch_if_requested(_stage_module(), argv)
+            distributed.init_from_env()
+            # torchrun shows rank 0's log only; @record hands any rank's traceback to its summary
+            from torch.distributed.elastic.multiprocessing.errors import record
+
+            fn = record(fn)
         fn(params, *values)
-    except (ConfigError, ArtifactError) as err:
+    except (ConfigError, ArtifactError, distributed.LaunchError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except OSError as err:
@@ -46,3 +65,5 @@ def run_stage(fn: Callable[..., None], *int_args: str) -> None:
         context = " ".join([stage] + [f"{name} {value}" for name, value in where.items()])
         print(f"error: {context}: {err}", file=sys.stderr)
         sys.exit(3)
+    finally:
+        distributed.shutdown()

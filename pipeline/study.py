@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import artifacts as A
+from . import distributed
 from .config import Params
 from .data import load_dataset
 from .diffusion import Diffusion, sample_images
@@ -37,13 +38,17 @@ def run_init(params: Params) -> None:
     tqdm.write(f"init: U-Net with {n:,} parameters -> {A.init_dir() / 'theta0.pt'}")
 
 
-def _write_training_outputs(params: Params, out, result, diffusion: Diffusion, mask, seed: int, k: int) -> None:
-    A.save_ticket(out / "model.pt", result.model, result.ema, mask, seed=seed, round=k)
-    pd.DataFrame(result.history).to_csv(out / "loss.csv", index=False)
+def _write_training_outputs(params: Params, out, result, diffusion: Diffusion, mask, seed: int, k: int) -> bool:
+    """Sample the grid (every rank helps), then write the outputs on rank 0; False on other ranks."""
     shape = (params.data.channels, params.data.image_size, params.data.image_size)
     images = sample_images(diffusion, result.ema, params.train.sample_grid, shape, params.train.sample_steps,
                            batch_size=params.eval.batch_size, seed=params.eval.seed, progress=False)
+    if not distributed.is_main():
+        return False
+    A.save_ticket(out / "model.pt", result.model, result.ema, mask, seed=seed, round=k)
+    save_text(pd.DataFrame(result.history).to_csv(index=False), out / "loss.csv")
     save_grid(images, out / "samples.png")
+    return True
 
 
 def _training_fingerprint(params: Params, *extra) -> str:
@@ -68,9 +73,8 @@ def run_dense(params: Params, seed: int) -> None:
                    fingerprint=_training_fingerprint(params, "dense", seed, k, _digest(A.init_dir() / "theta0.pt")), snapshot_steps=(k,),
                    desc=f"dense seed {seed}")
     out = A.train_dir(seed, 0)
-    out.mkdir(parents=True, exist_ok=True)
-    save_torch(result.snapshots[k], out / "rewind.pt")  # theta_k for late rewinding
-    _write_training_outputs(params, out, result, diffusion, None, seed, 0)
+    if _write_training_outputs(params, out, result, diffusion, None, seed, 0):
+        save_torch(result.snapshots[k], out / "rewind.pt")  # theta_k for late rewinding
 
 
 def _layer_weights(params: Params) -> dict[str, float] | None:
@@ -138,6 +142,4 @@ def run_retrain(params: Params, seed: int, k: int) -> None:
                                                      _digest(A.prune_dir(seed, k) / "mask.pt"),
                                                      _digest(A.rewind_dir(seed, k) / "weights.pt")),
                    desc=f"retrain seed {seed} round {k}")
-    out = A.train_dir(seed, k)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_training_outputs(params, out, result, diffusion, mask, seed, k)
+    _write_training_outputs(params, A.train_dir(seed, k), result, diffusion, mask, seed, k)

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import artifacts as A
+from . import distributed
 from .config import ConfigError, Params
 from .cost import count_macs, save_compressed_ticket, torch_save_bytes
 from .data import load_dataset, load_uint8, to_uint8
@@ -173,20 +174,22 @@ def run_eval(params: Params, seed: int, k: int) -> None:
     _, ema, mask, _ = A.load_ticket(ticket, params, device)
     out = A.eval_dir(seed, k)
     shape = (params.data.channels, params.data.image_size, params.data.image_size)
+    diffusion = Diffusion(params.diffusion, device)
+    samples = sample_images(diffusion, ema, params.eval.num_samples, shape, params.eval.sampling_steps,
+                            batch_size=params.eval.batch_size, seed=params.eval.seed, progress=True)
+    if not distributed.is_main():  # the other ranks only help sample
+        return
     counts = ticket_counts(params, ema, mask)
     macs_dense, macs = count_macs(ema, mask, (1, *shape), (torch.zeros(1, dtype=torch.long, device=device),))
     storage = save_compressed_ticket(ema.state_dict(), mask, out / "ticket.bin")
     storage_dense = torch_save_bytes(ema.state_dict())
 
-    diffusion = Diffusion(params.diffusion, device)
     held = heldout_set(load_dataset(params.data, train=False), params.eval.heldout_size, diffusion.timesteps,
                        params.eval.seed)
     heldout = heldout_summary(heldout_losses(diffusion, ema, held, params.eval.batch_size), held.t,
                               diffusion.timesteps, params.eval.heldout_buckets)
     loss = heldout["heldout_loss"]
 
-    samples = sample_images(diffusion, ema, params.eval.num_samples, shape, params.eval.sampling_steps,
-                            batch_size=params.eval.batch_size, seed=params.eval.seed, progress=True)
     save_grid(samples[:GRID_IMAGES], out / "samples.png")
     feats = extract_features(extractor, to_uint8(samples), params.eval.batch_size)
     ref_stats = {"mu": ref["mu"].numpy(), "sigma": ref["sigma"].numpy()}

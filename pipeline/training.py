@@ -7,6 +7,11 @@ exactly zero in the model, its gradients (hence Adam's state) and the EMA copy.
 A non-finite loss or weight stops training with `NonFiniteError` before anything is saved: the
 first bad step is tracked on the device and read at the once-per-log-window sync and before each
 checkpoint, so the last good checkpoint is never overwritten by a NaN state.
+
+Data parallel (torchrun, see distributed.py): every rank draws the whole global batch's indices,
+flips, timesteps and noise from the (seed, step) stream and trains on its own slice, so 1, 2 or 8
+ranks see the same examples; DDP averages the gradients, so the weights stay identical on every rank
+and the masks are enforced the same way everywhere. Only rank 0 writes checkpoints and progress.
 """
 from __future__ import annotations
 
@@ -15,12 +20,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
+from .compiling import TRAIN_IMAGES_WORTH_COMPILING, maybe_compile
 from .artifact_errors import ArtifactError
 from .config import TrainConfig
 from .diffusion import Diffusion
@@ -35,12 +42,14 @@ class NonFiniteError(RuntimeError):
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This rank's GPU (its LOCAL_RANK under torchrun), else the CPU."""
+    return distributed.device()
 
 
 def configure_threads(threads: int) -> None:
+    # ranks on one machine share its cores: split the budget instead of oversubscribing it
     if not torch.cuda.is_available():
-        torch.set_num_threads(threads)
+        torch.set_num_threads(max(1, threads // distributed.local_world_size()))
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -76,14 +85,25 @@ def _ema_update(ema_params: list[torch.Tensor], params: list[torch.Tensor], deca
 def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: TrainConfig, *,
           steps: int, seed: int, mask: Optional[Mask] = None, hflip: bool = False,
           checkpoint: Optional[Path] = None, fingerprint: str = "", snapshot_steps: tuple[int, ...] = (),
-          desc: str = "train", progress: bool = True, stop_after: Optional[int] = None) -> TrainResult:
+          desc: str = "train", progress: bool = True, stop_after: Optional[int] = None,
+          after_step: Optional[Callable[[int, nn.Module], None]] = None) -> TrainResult:
     """Train `model` in place for `steps` optimizer steps; return it with its EMA copy.
 
     `checkpoint`: resumable state is written there every `cfg.checkpoint_every` steps and picked up
     if it exists with the same `fingerprint`. `snapshot_steps`: model states kept after those many
-    steps (step 0 = the starting weights). `stop_after` exists for tests of resumption.
+    steps (step 0 = the starting weights). `stop_after` exists for tests of resumption;
+    `after_step(step, model)` is called after every optimizer step (tests check ranks agree).
+    Under torchrun every rank calls this with the same arguments; `cfg.batch_size` is the global
+    batch, split over the ranks.
     """
     device = next(model.parameters()).device
+    world, main = distributed.world_size(), distributed.is_main()
+    if cfg.batch_size < world:
+        raise ValueError(f"train.batch_size={cfg.batch_size} is split over {world} ranks: use fewer ranks")
+    lo, hi = distributed.shard(cfg.batch_size)
+    # each rank's loss is weighted by its share of the global batch (shares may differ by one);
+    # DDP averages gradients over ranks, so x world restores the global-batch mean
+    loss_weight = (hi - lo) / cfg.batch_size * world
     # channels-last convolutions are ~15 % faster on CPU (oneDNN) and the norm for tensor cores
     model.to(memory_format=torch.channels_last)
     data = data.to(device).contiguous(memory_format=torch.channels_last)
@@ -91,7 +111,9 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     if bound is not None:
         bound.apply_()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
+    # fused Adam: one kernel for all parameters, no host syncs (CUDA only)
+    opt = (torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True) if device.type == "cuda"
+           else torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True))
     warmup = max(cfg.warmup_steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
     history: list[dict] = []
@@ -109,8 +131,9 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                 opt.load_state_dict(state["optimizer"])
                 sched.load_state_dict(state["scheduler"])
                 history, snapshots, start = state["history"], state["snapshots"], state["step"]
-                tqdm.write(f"{desc}: resuming from the checkpoint at step {start}")
-            else:
+                if main:
+                    tqdm.write(f"{desc}: resuming from the checkpoint at step {start}")
+            elif main:
                 tqdm.write(f"{desc}: ignoring {checkpoint} (written under other params)")
         except (ArtifactError, AttributeError, KeyError, RuntimeError, TypeError, ValueError) as err:
             # a damaged checkpoint only costs the steps it held: start over from the given weights
@@ -130,6 +153,22 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
 
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
+    net = model
+    if world > 1:
+        # the U-Net has no buffers, so DDP's defaults add no per-step sync
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    runner = maybe_compile(net, device, desc, work=(steps - start) * cfg.batch_size,
+                           worth=TRAIN_IMAGES_WORTH_COMPILING)
+
+    def forward_backward(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        def run(module) -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                loss = diffusion.loss(module, x0, t, noise)
+            (loss if world == 1 else loss * loss_weight).backward()
+            return loss.detach()
+        return runner.run(run)
+
     running = torch.zeros((), device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss
     bad_loss = torch.zeros((), device=device)
@@ -146,20 +185,23 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                                  f"stopped, nothing saved (last good checkpoint kept)")
     window, t_window = 0, time.perf_counter()
     model.train()
-    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not progress,
+    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not (progress and main),
                dynamic_ncols=True, mininterval=1.0)
+    shape = (cfg.batch_size, *data.shape[1:])
     for step in range(start, steps):
+        # the whole global batch is drawn on every rank, in the single-rank order; each keeps its slice
         torch.manual_seed(step_seed(seed, step))
-        x0 = data[batch_indices(len(data), cfg.batch_size, seed, step).to(device)]
+        idx = batch_indices(len(data), cfg.batch_size, seed, step)[lo:hi]
+        if device.type == "cuda":
+            idx = idx.pin_memory().to(device, non_blocking=True)  # no host sync inside the step
+        x0 = data[idx.to(device)]
         if hflip:
-            flip = torch.rand(len(x0), device=device) < 0.5
+            flip = (torch.rand(cfg.batch_size, device=device) < 0.5)[lo:hi]
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        t = torch.randint(0, diffusion.timesteps, (len(x0),), device=device)
-        noise = torch.randn_like(x0)
-        with autocast:
-            loss = diffusion.loss(model, x0, t, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        t = torch.randint(0, diffusion.timesteps, (cfg.batch_size,), device=device)[lo:hi]
+        # filled in memory order, as randn_like of the channels-last batch always was
+        noise = torch.empty(shape, device=device, memory_format=torch.channels_last).normal_()[lo:hi]
+        loss = forward_backward(x0, t, noise)
         if bound is not None:
             bound.mask_grads_()
         nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -170,16 +212,19 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
         _ema_update(ema_params, params, cfg.ema_decay)
         if ema_mask is not None:
             ema_mask.apply_()
-        lost = ~torch.isfinite(loss.detach()) & (first_bad < 0)  # on device: no per-step host sync
+        lost = ~torch.isfinite(loss) & (first_bad < 0)  # on device: no per-step host sync
         first_bad.masked_fill_(lost, step)
-        bad_loss.copy_(torch.where(lost, loss.detach().float(), bad_loss))
-        running += loss.detach()
+        bad_loss.copy_(torch.where(lost, loss.float(), bad_loss))
+        running += loss if world == 1 else loss * (loss_weight / world)
         window += 1
         done = step + 1
+        if after_step is not None:
+            after_step(done, model)
         if done in snapshot_steps:
             snapshots[done] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if done % cfg.log_every == 0 or done == steps:
             stop_if_non_finite(done)
+            distributed.all_reduce_sum(running)  # the global batch's loss
             mean_loss = (running / window).item()  # host syncs: here, once per log window, and at checkpoints
             ips = window * cfg.batch_size / (time.perf_counter() - t_window)
             history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0], "images_per_s": ips})
@@ -188,7 +233,8 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             window, t_window = 0, time.perf_counter()
         bar.update(1)
         if checkpoint is not None and (done % cfg.checkpoint_every == 0 or done == steps):
-            stop_if_non_finite(done)
+            stop_if_non_finite(done)  # every rank checks, so all stop together
+        if main and checkpoint is not None and (done % cfg.checkpoint_every == 0 or done == steps):
             save_torch({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "step": done,
                         "model": model.state_dict(), "ema": ema.state_dict(),
                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),

@@ -3,4 +3,4 @@ from pipeline.stage_runner import run_stage
 from pipeline.study_eval import run_eval
 
 if __name__ == "__main__":
-    run_stage(run_eval, "seed", "k")
+    run_stage(run_eval, "seed", "k", data_parallel=True)
