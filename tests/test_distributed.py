@@ -35,7 +35,10 @@ def assert_same_training(got_state: dict, want_state: dict, lr: float, steps: in
             keys = slice(len(want) // 3, 2 * len(want) // 3)  # q, k, v stacked on channels
             assert (got[keys] - want[keys]).abs().max() <= lr * steps, name
             got[keys] = want[keys]
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+        # Adam divides by sqrt(v): in its first steps a near-zero gradient's summation-order noise
+        # moves a weight by a visible fraction of lr, so the bound is lr / 10 (a wrong slice, a
+        # missing all-reduce or an unmasked rank moves weights by whole lr steps)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=lr / 10, msg=name)
 
 
 @pytest.fixture(scope="module")
