@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 DATASETS = ("mnist5k", "mnist", "cifar10", "cifar100")
 SCHEDULES = ("uniform", "global", "lamp", "layerwise", "random")
 REWIND_MODES = ("init", "checkpoint", "reinit")
+CONTROL_KINDS = ("reinit", "random")
 
 
 class ConfigError(ValueError):
@@ -85,8 +86,6 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(250, ge=1)
     log_every: int = Field(25, ge=1)
     threads: int = Field(2, ge=1)
-    sample_grid: int = Field(64, ge=1)
-    sample_steps: int = Field(50, ge=1)
 
 
 class RewindConfig(Section):
@@ -163,6 +162,22 @@ class SimilarityConfig(Section):
     strength: float = Field(1.0, ge=0.0)
     max_layer_rate: float = Field(0.9, gt=0.0, lt=1.0)
     metric: Literal["kappa", "jaccard"] = "kappa"
+    # layer_rates compares one-shot masks at this sparsity: its own number, not the final round's,
+    # so adding IMP rounds does not change the layerwise rates (or rerun anything under uniform)
+    oneshot_sparsity: float = Field(0.909, gt=0.0, lt=1.0)
+
+
+class ControlsConfig(Section):
+    """Controls trained beside the chain for the listed IMP rounds of every seed."""
+    kinds: tuple[Literal["reinit", "random"], ...] = CONTROL_KINDS
+    rounds: tuple[int, ...] = ()
+
+    @field_validator("kinds", "rounds")
+    @classmethod
+    def _distinct(cls, v: tuple) -> tuple:
+        if len(set(v)) != len(v):
+            raise ValueError("must not repeat an entry")
+        return v
 
 
 class ReportConfig(Section):
@@ -180,6 +195,7 @@ class Params(Section):
     eval: EvalConfig = EvalConfig()
     features: FeaturesConfig = FeaturesConfig()
     similarity: SimilarityConfig = SimilarityConfig()
+    controls: ControlsConfig = ControlsConfig()
     report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
@@ -199,6 +215,9 @@ class Params(Section):
         missing = [s for s in self.eval.seeds if s not in self.imp.seeds]
         if missing:
             raise _CrossError("eval.seeds", list(self.eval.seeds), f"each must be one of imp.seeds {list(self.imp.seeds)}")
+        ks = [r.k for r in self.imp.rounds]
+        if any(k not in ks for k in self.controls.rounds):
+            raise _CrossError("controls.rounds", list(self.controls.rounds), f"each must be a round k of imp.rounds {ks}")
         if self.sparsity.schedule == "layerwise" and len(self.imp.seeds) < 2:
             raise _CrossError("sparsity.schedule", "layerwise", "needs two imp.seeds to compare tickets")
         return self

@@ -1,6 +1,8 @@
-"""Atomic writes: a killed stage never leaves a half-written artifact behind."""
+"""Atomic, byte-stable writes: a killed stage never leaves a half-written artifact behind, and the
+same object always gives the same bytes (DVC's early cutoff compares output hashes)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -29,8 +31,17 @@ def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
     return path
 
 
+def torch_bytes(obj: Any) -> bytes:
+    """torch.save's bytes of `obj`. torch.save names the archive's root folder after the file it is
+    given, so saving to a (random) temp name would put that name inside the file: save to memory."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def save_torch(obj: Any, path: str | Path) -> Path:
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+    blob = torch_bytes(obj)
+    return _atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
 def load_torch(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -7,17 +7,19 @@ from typing import Callable
 from .config import ConfigError, Params, load_params
 
 
-def run_stage(fn: Callable[..., None], *int_args: str) -> None:
-    """Call fn(params, *args) with the command line's integer arguments named by `int_args`."""
+def run_stage(fn: Callable[..., None], *int_args: str, text: tuple[str, ...] = ()) -> None:
+    """Call fn(params, *args) with the command line's arguments: first the text ones named by
+    `text`, then the integer ones named by `int_args`."""
     argv = sys.argv[1:]
-    if len(argv) != len(int_args):
-        names = " ".join(f"<{a}>" for a in int_args)
+    names = (*text, *int_args)
+    if len(argv) != len(names):
+        usage = " ".join(f"<{a}>" for a in names)
         stage = fn.__name__.removeprefix("run_")
-        sys.exit(f"usage: python -m stages.{stage} {names}".rstrip())
+        sys.exit(f"usage: python -m stages.{stage} {usage}".rstrip())
     try:
-        values = [int(v) for v in argv]
+        values = [*argv[:len(text)], *(int(v) for v in argv[len(text):])]
     except ValueError:
-        sys.exit(f"error: arguments {' '.join(int_args)} must be integers, got {' '.join(argv)}")
+        sys.exit(f"error: arguments {' '.join(int_args)} must be integers, got {' '.join(argv[len(text):])}")
     try:
         params: Params = load_params()
         fn(params, *values)

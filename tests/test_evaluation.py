@@ -180,8 +180,7 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     params = parse_params({
         "data": {"image_size": 8},
         "model": {"dim": 8, "dim_mults": [1, 2], "attn_resolutions": [4], "norm_groups": 4},
-        "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "log_every": 2, "sample_grid": 4,
-                  "sample_steps": 2, "warmup_steps": 1},
+        "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "log_every": 2, "warmup_steps": 1},
         "rewind": {"step": 2},
         "imp": {"seeds": [1], "rounds": [{"k": 1, "prev": 0}]},
         "eval": {"seeds": [1], "num_samples": 20, "kid_subset_size": 10, "sampling_steps": 3,
