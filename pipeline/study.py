@@ -76,10 +76,12 @@ def run_prune(params: Params, seed: int, k: int) -> None:
     if mask is None:  # round 1 prunes the dense net
         mask = Mask.dense(model, params.sparsity.include, params.sparsity.exclude)
     weights = dict(model.named_parameters())
-    # what the schedule needs from the layer_rates stage; only layerwise's file ever changes
-    rates = load_json(A.schedule_rates_path(params.sparsity.schedule))
-    extra = {"layer_weights": rates["layer_weights"], "max_layer_rate": rates["max_layer_rate"]} \
-        if params.sparsity.schedule == "layerwise" else {}
+    # what the schedule needs from the layer_rates stage (dvc.yaml: a file per schedule, of which
+    # only layerwise's ever changes; the others need nothing)
+    extra = {}
+    if params.sparsity.schedule == "layerwise":
+        rates = load_json(A.schedule_rates_path("layerwise"))
+        extra = {"layer_weights": rates["layer_weights"], "max_layer_rate": rates["max_layer_rate"]}
     new = prune_round(weights, mask, params.sparsity.schedule, params.sparsity.rate,
                       generator=torch.Generator().manual_seed(_seed_for(seed, k)), **extra)
     assert new.is_subset_of(mask), "a pruned mask must never revive a weight"

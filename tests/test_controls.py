@@ -7,7 +7,7 @@ import torch
 from pipeline import artifacts as A
 from pipeline.config import ConfigError
 from pipeline.controls import control_start, random_mask_like, run_control
-from pipeline.io import load_json, load_torch, save_json
+from pipeline.io import load_json, load_torch
 from pipeline.masks import Mask
 from pipeline.study import run_dense, run_init, run_prune, run_rewind, reinit_draw
 
@@ -19,8 +19,6 @@ def ticket_round(tiny, tmp_path, monkeypatch):
     params = tiny(controls={"rounds": [1]})
     run_init(params)
     run_dense(params, 1)
-    save_json({"schedule": "uniform", "layer_weights": None, "max_layer_rate": None},
-              A.schedule_rates_path("uniform"))
     run_prune(params, 1, 1)
     run_rewind(params, 1, 1)
     return params, Mask.from_state_dict(load_torch(A.prune_dir(1, 1) / "mask.pt"))

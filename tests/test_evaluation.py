@@ -157,7 +157,7 @@ def test_heldout_loss_is_deterministic():
 # -- the stages end to end ------------------------------------------------------------------------
 METRIC_KEYS = {"seed", "round", "schedule", "sparsity", "prunable_total", "prunable_kept", "params_total",
                "params_kept", "macs_dense", "macs", "storage_bytes", "storage_dense_bytes", "fid", "kid_mean",
-               "kid_std", "heldout_loss", "feature_extractor", "num_samples", "sampler"}
+               "kid_std", "heldout_loss", "feature_extractor", "num_samples", "sampler", "kind", "rewind"}
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +211,7 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     for k, m in ((0, m0), (1, m1)):
         assert set(m) == METRIC_KEYS
         assert (m["seed"], m["round"], m["num_samples"], m["sampler"]) == (1, k, 20, "DDIM-3")
+        assert (m["kind"], m["rewind"]) == (("dense", "none") if k == 0 else ("ticket", params.rewind.mode))
         assert m["feature_extractor"] == "classifier"
         assert np.isfinite(m["fid"]) and m["fid"] >= 0 and np.isfinite(m["kid_mean"]) and m["kid_std"] >= 0
         assert m["heldout_loss"] > 0

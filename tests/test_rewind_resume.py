@@ -5,7 +5,7 @@ import torch
 
 from pipeline import artifacts as A
 from pipeline.diffusion import Diffusion
-from pipeline.io import load_json, load_torch, save_json
+from pipeline.io import load_json, load_torch
 from pipeline.study import run_dense, run_init, run_prune, run_retrain, run_rewind
 from pipeline.training import train
 
@@ -34,8 +34,6 @@ def test_retrain_from_theta_k_continues_the_dense_run_at_step_k(tiny, tmp_path, 
     run_dense(params, 1)
     dense_calls = list(recorded_losses)
     assert len(dense_calls) == steps
-    save_json({"schedule": "uniform", "layer_weights": None, "max_layer_rate": None},
-              A.schedule_rates_path("uniform"))
     run_prune(params, 1, 1)
     run_rewind(params, 1, 1)
     recorded_losses.clear()
@@ -60,8 +58,6 @@ def test_other_rewind_modes_train_the_full_run_from_step_0(tiny, tmp_path, monke
     params = tiny(rewind={"mode": mode})
     run_init(params)
     run_dense(params, 1)
-    save_json({"schedule": "uniform", "layer_weights": None, "max_layer_rate": None},
-              A.schedule_rates_path("uniform"))
     run_prune(params, 1, 1)
     run_rewind(params, 1, 1)
     run_retrain(params, 1, 1)
