@@ -7,10 +7,14 @@ committed.
 import hashlib
 
 import pytest
+import torch
 import yaml
 
 from conftest import TINY, merge
 from dvc_project import DvcProject
+from pipeline.cost import save_compressed_ticket
+from pipeline.io import save_torch
+from pipeline.masks import Mask
 
 # files that may differ between two runs of the same stage: cache: false metrics nobody depends on
 TIMING_ONLY = {"artifacts/features/features.json"}
@@ -35,6 +39,18 @@ def set_params(project: DvcProject, **sections) -> None:
 
 def is_control(stage: str) -> bool:
     return stage.startswith(("control@", "eval_control@"))
+
+
+def test_torch_files_hold_the_same_bytes_whatever_their_name(tmp_path):
+    """torch.save records the name it writes to inside the archive: a random temp name would
+    make every save of the same tensors a different file."""
+    obj = {"w": torch.arange(6.0).view(2, 3), "mask": torch.tensor([True, False])}
+    a, b = save_torch(obj, tmp_path / "a" / "mask.pt"), save_torch(obj, tmp_path / "b" / "other.pt")
+    assert a.read_bytes() == b.read_bytes()
+    mask = Mask({"w": torch.tensor([[True, False, True], [False, True, True]])})
+    obj = {"w": obj["w"] * mask["w"]}
+    sizes = [save_compressed_ticket(obj, mask, tmp_path / name) for name in ("t1.bin", "t2.bin")]
+    assert sizes[0] == sizes[1] and (tmp_path / "t1.bin").read_bytes() == (tmp_path / "t2.bin").read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +85,8 @@ def test_forced_rerun_of_each_stage_type_writes_identical_bytes(project):
     stages = ["init", "dense@1", "prune@1-round0", "rewind@1-round0", "retrain@1-round1", "control@reinit-1-2",
               "control@random-2-2", "features", "reference", "layer_rates", "eval_dense@1", "eval@1-round1",
               "eval_control@random-1-2", "similarity", "report"]
+    set_params(project, controls={"kinds": ["reinit", "random"]})  # already so after the test above
+    project.dvc("repro")
     before = tree_md5(project.path)
     lock = (project.path / "dvc.lock").read_text()
     # no resuming: every forced training stage recomputes from its start weights
