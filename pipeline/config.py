@@ -19,6 +19,7 @@ DATASETS = ("mnist5k", "mnist", "cifar10", "cifar100")
 SCHEDULES = ("uniform", "global", "lamp", "layerwise", "random")
 REWIND_MODES = ("init", "checkpoint", "reinit")
 TRAIN_IMAGES = {"mnist5k": 5000, "mnist": 60000, "cifar10": 50000, "cifar100": 50000}
+CONTROL_KINDS = ("reinit", "random")
 
 
 class ConfigError(ValueError):
@@ -91,8 +92,6 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(250, ge=1)
     log_every: int = Field(25, ge=1)
     threads: int = Field(2, ge=1)
-    sample_grid: int = Field(64, ge=1)
-    sample_steps: int = Field(50, ge=1)
 
 
 class RewindConfig(Section):
@@ -191,6 +190,21 @@ class SimilarityConfig(Section):
     max_layer_rate: float = Field(0.9, gt=0.0, lt=1.0)
     metric: Literal["kappa", "jaccard"] = "kappa"
     resamples: int = Field(2000, ge=100)  # bootstrap resamples and permutations per similarity claim
+    # so adding IMP rounds does not change the layerwise rates (or rerun anything under uniform)
+    oneshot_sparsity: float = Field(0.909, gt=0.0, lt=1.0)
+
+
+class ControlsConfig(Section):
+    """Controls trained beside the chain for the listed IMP rounds of every seed."""
+    kinds: tuple[Literal["reinit", "random"], ...] = CONTROL_KINDS
+    rounds: tuple[int, ...] = ()
+
+    @field_validator("kinds", "rounds")
+    @classmethod
+    def _distinct(cls, v: tuple) -> tuple:
+        if len(set(v)) != len(v):
+            raise ValueError("must not repeat an entry")
+        return v
 
 
 class ReportConfig(Section):
@@ -208,6 +222,7 @@ class Params(Section):
     eval: EvalConfig = EvalConfig()
     features: FeaturesConfig = FeaturesConfig()
     similarity: SimilarityConfig = SimilarityConfig()
+    controls: ControlsConfig = ControlsConfig()
     report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
@@ -242,9 +257,13 @@ class Params(Section):
         if len(self.imp.seeds) < 2:
             raise _CrossError("imp.seeds", list(self.imp.seeds),
                               "needs two seeds: the layer_rates and similarity stages compare two tickets")
-        if self.features.holdout >= TRAIN_IMAGES[self.data.dataset]:
+        train_images = TRAIN_IMAGES[self.data.dataset] - (self.data.heldout if self.data.dataset == "mnist5k" else 0)
+        if self.features.holdout >= train_images:
             raise _CrossError("features.holdout", self.features.holdout,
-                              f"must be < the {TRAIN_IMAGES[self.data.dataset]} training images of {self.data.dataset}")
+                              f"must be < the {train_images} training images of {self.data.dataset}")
+        ks = [r.k for r in self.imp.rounds]
+        if any(k not in ks for k in self.controls.rounds):
+            raise _CrossError("controls.rounds", list(self.controls.rounds), f"each must be a round k of imp.rounds {ks}")
         self._check_prunable()
         return self
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .io import _atomic, load_torch
+from .io import load_torch, save_torch
 from .masks import Mask
 
 FORMAT = "lth-compressed-ticket"
@@ -88,7 +88,7 @@ def save_compressed_ticket(state_dict: Mapping[str, torch.Tensor], mask: Optiona
                            path: str | Path) -> int:
     """Write the compressed ticket to `path` (atomically); return its size in bytes."""
     blob = _compress(state_dict, mask)
-    path = _atomic(path, lambda tmp: torch.save(blob, tmp))
+    path = save_torch(blob, path)
     return path.stat().st_size
 
 

@@ -1,7 +1,9 @@
-"""Atomic writes: a killed stage (or a full disk) never leaves a half-written artifact behind, and
+"""Atomic, byte-stable writes: a killed stage (or a full disk) never leaves a half-written artifact
+behind, the same object always gives the same bytes (DVC's early cutoff compares output hashes), and
 loads that fail on a damaged file say which file and which stage rebuilds it (`ArtifactError`)."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -32,8 +34,17 @@ def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
     return path
 
 
+def torch_bytes(obj: Any) -> bytes:
+    """torch.save's bytes of `obj`. torch.save names the archive's root folder after the file it is
+    given, so saving to a (random) temp name would put that name inside the file: save to memory."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def save_torch(obj: Any, path: str | Path) -> Path:
-    return _atomic(path, lambda tmp: torch.save(obj, tmp))
+    blob = torch_bytes(obj)
+    return _atomic(path, lambda tmp: Path(tmp).write_bytes(blob))
 
 
 def _first_non_finite(obj: Any, where: str = "") -> str | None:

@@ -23,21 +23,24 @@ def _stage_module() -> str:
     return spec.name
 
 
-def run_stage(fn: Callable[..., None], *int_args: str, data_parallel: bool = False) -> None:
-    """Call fn(params, *args) with the command line's integer arguments named by `int_args`.
+def run_stage(fn: Callable[..., None], *int_args: str, text: tuple[str, ...] = (),
+              data_parallel: bool = False) -> None:
+    """Call fn(params, *args) with the command line's arguments: first the text ones named by
+    `text`, then the integer ones named by `int_args`.
 
     `data_parallel`: the stage can run on several ranks; when LTH_NPROC_PER_NODE / LTH_NNODES ask
     for more than one, this process is replaced by torchrun running the same command on every rank.
     """
     argv = sys.argv[1:]
+    names = (*text, *int_args)
     stage = fn.__name__.removeprefix("run_")
-    if len(argv) != len(int_args):
-        names = " ".join(f"<{a}>" for a in int_args)
-        sys.exit(f"usage: python -m stages.{stage} {names}".rstrip())
+    if len(argv) != len(names):
+        usage = " ".join(f"<{a}>" for a in names)
+        sys.exit(f"usage: python -m stages.{stage} {usage}".rstrip())
     try:
-        values = [int(v) for v in argv]
+        values = [*argv[:len(text)], *(int(v) for v in argv[len(text):])]
     except ValueError:
-        sys.exit(f"error: arguments {' '.join(int_args)} must be integers, got {' '.join(argv)}")
+        sys.exit(f"error: arguments {' '.join(int_args)} must be integers, got {' '.join(argv[len(text):])}")
     try:
         params: Params = load_params()  # validate before launching any rank
         if data_parallel:
@@ -59,7 +62,7 @@ def run_stage(fn: Callable[..., None], *int_args: str, data_parallel: bool = Fal
               f"(files written before are intact)", file=sys.stderr)
         sys.exit(1)
     except NonFiniteError as err:
-        where = {("round" if name == "k" else name): value for name, value in zip(int_args, values)}
+        where = {("round" if name == "k" else name): value for name, value in zip(names, values)}
         if "seed" in where:
             where.setdefault("round", 0)  # a stage without a round is the dense run, round 0
         context = " ".join([stage] + [f"{name} {value}" for name, value in where.items()])

@@ -93,7 +93,7 @@ def run_reference(params: Params) -> None:
             "feature_dim": int(feats.shape[1]), "num_images": len(images), "dataset": params.data.dataset,
             "image_size": params.data.image_size, "channels": params.data.channels,
             "data_sha256": _sha256(images.numpy().tobytes()), "extractor_sha256": _extractor_digest(params),
-            **floor}
+            **floor}  # no timings: eval depends on this file, so it must be byte-stable
     save_json(info, A.reference_dir() / "reference.json")
     tqdm.write(f"reference: {extractor.name} features ({info['feature_dim']}-d) of all {len(images):,} "
                f"training images in {time.perf_counter() - start:.1f} s -> {A.reference_dir()}; a perfect generator's "
@@ -156,23 +156,27 @@ def ticket_counts(params: Params, model: torch.nn.Module, mask: Mask | None) -> 
             "params_total": params_total, "params_kept": params_total - (total - kept)}
 
 
-def run_eval(params: Params, seed: int, k: int) -> None:
-    if seed not in params.imp.seeds:
-        raise ConfigError(f"seed {seed} is not one of imp.seeds {list(params.imp.seeds)}")
-    if k != 0 and k not in [r.k for r in params.imp.rounds]:
-        raise ConfigError(f"round {k} is not 0 (dense) or one of imp.rounds' k {[r.k for r in params.imp.rounds]}")
+def run_eval_control(params: Params, kind: str, seed: int, k: int) -> None:
+    """Evaluate the `kind` control of seed `seed`'s round-k ticket exactly like a ticket."""
+    run_eval(params, seed, k, control=kind)
+
+
+def run_eval(params: Params, seed: int, k: int, control: str | None = None) -> None:
+    """FID/KID, held-out loss and cost of seed `seed`'s round-k net (k = 0: dense), or of its
+    `control` (reinit | random) when given. Reads no imp.* param (a missing net is reported below),
+    so adding IMP rounds leaves the existing evals alone."""
     start = time.perf_counter()
     configure_threads(params.train.threads)
     device = pick_device()
-    ticket = A.train_dir(seed, k) / "model.pt"
+    ticket = (A.control_train_dir(control, seed, k) if control else A.train_dir(seed, k)) / "model.pt"
     if not ticket.exists():
-        raise ConfigError(f"{ticket} not found: train round {k} of seed {seed} first")
+        raise ConfigError(f"{ticket} not found: train {control or 'round'} {k} of seed {seed} first")
     # fail fast on a missing extractor or stale reference, before minutes of sampling
     extractor = make_extractor(params, A.classifier_path())
     _, ref = _load_reference(params)
 
     _, ema, mask, _ = A.load_ticket(ticket, params, device)
-    out = A.eval_dir(seed, k)
+    out = A.control_eval_dir(control, seed, k) if control else A.eval_dir(seed, k)
     shape = (params.data.channels, params.data.image_size, params.data.image_size)
     diffusion = Diffusion(params.diffusion, device)
     samples = sample_images(diffusion, ema, params.eval.num_samples, shape, params.eval.sampling_steps,
@@ -198,7 +202,10 @@ def run_eval(params: Params, seed: int, k: int) -> None:
     ev = params.eval
     spread = _fid_uncertainty(params, Reference.from_statistics(ref_stats["mu"], ref_stats["sigma"]), feats)
 
-    metrics = {"seed": seed, "round": k, "schedule": params.sparsity.schedule if k else "dense", **counts,
+    kind = control or ("ticket" if k else "dense")
+    rewind = ("reinit" if control == "reinit" else params.rewind.mode) if k else "none"
+    metrics = {"seed": seed, "round": k, "kind": kind, "rewind": rewind,
+               "schedule": params.sparsity.schedule if k else "dense", **counts,
                "macs_dense": macs_dense, "macs": macs, "storage_bytes": storage,
                "storage_dense_bytes": storage_dense, "fid": fid, "kid_mean": kid_mean, "kid_std": kid_std,
                **spread.metrics(ev.fid_ci_level, ev.fid_bootstrap), "fid_inf_method": INF_METHOD,
@@ -208,7 +215,7 @@ def run_eval(params: Params, seed: int, k: int) -> None:
     if not all(np.isfinite(v) for v in values):
         raise RuntimeError(f"non-finite metrics for seed {seed} round {k}: {metrics}")
     save_json(metrics, out / "metrics.json")
-    tqdm.write(f"eval seed {seed} round {k}: sparsity {counts['sparsity']:.1%}, FID {fid:.2f} "
+    tqdm.write(f"eval {kind} seed {seed} round {k}: sparsity {counts['sparsity']:.1%}, FID {fid:.2f} "
                f"[{spread.fid_ci[0]:.2f}, {spread.fid_ci[1]:.2f}], FID_inf {spread.fid_inf:.2f} "
                f"({extractor.name}, {params.eval.num_samples} samples, DDIM-{params.eval.sampling_steps}), "
                f"KID {kid_mean:.4f} ± {kid_std:.4f}, held-out loss {loss:.5f}, "

@@ -5,7 +5,9 @@ would give: `similarity_stats`).
 
 layer_rates reads only the dense runs (round 0), never a pruned round, so the layerwise schedule
 depends on nothing it produces (no cycle in the DAG, and `-S sparsity.schedule=layerwise` reuses
-init and dense training from cache).
+init and dense training from cache). It compares them at its own `similarity.oneshot_sparsity`, not
+at the last round's, so adding rounds leaves it alone; and it writes one small file per schedule
+for prune to depend on, so only layerwise's prune stages see a change in the rates.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import artifacts as A
-from .config import ConfigError, Params
+from .config import SCHEDULES, ConfigError, Params
 from .io import load_torch, save_figure, save_json, save_text
 from .masks import Mask
 from .pruning import prune_round
@@ -42,12 +44,9 @@ def _raw_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def run_layer_rates(params: Params) -> None:
     """Per-layer weights of the layerwise schedule from the agreement of the two seeds' one-shot
-    uniform magnitude masks of their dense nets, at the study's final target sparsity."""
+    uniform magnitude masks of their dense nets, at `similarity.oneshot_sparsity`."""
     seeds = _seed_pair(params)
-    target = params.target_sparsity
-    if not 0.0 < target < 1.0:
-        raise ConfigError(f"params.yaml: imp.rounds is empty, so the target sparsity is {target}; "
-                          "layer_rates needs at least one round")
+    target = params.similarity.oneshot_sparsity
     masks = {}
     for seed in seeds:
         model, _, _, _ = A.load_ticket(A.train_dir(seed, 0) / "model.pt", params)
@@ -72,11 +71,15 @@ def run_layer_rates(params: Params) -> None:
         "agreement": agree, "weights": weights, "preview": {n: preview[n] for n in order},
         "uniform_preview": {n: uniform[n] for n in order},
         "seeds": list(seeds), "rate": rate, "max_layer_rate": cap, "eps": EPS,
-        "source": f"one-shot uniform magnitude masks at target_sparsity of the dense nets "
+        "source": f"one-shot uniform magnitude masks at similarity.oneshot_sparsity of the dense nets "
                   f"(artifacts/imp/s<seed>/r0/train/model.pt) of seeds {seeds[0]} and {seeds[1]}",
         "agreement_is": "Cohen's kappa" if metric == "kappa" else "Jaccard minus its chance value",
         "weights_are": "(r_l / mean_l r_l) ** strength, r_l = max(1 - agreement_l, eps)",
     }, out / "rates.json")
+    for schedule in SCHEDULES:
+        needs = {"layer_weights": weights, "max_layer_rate": cap} if schedule == "layerwise" \
+            else {"layer_weights": None, "max_layer_rate": None}
+        save_json({"schedule": schedule, **needs}, A.schedule_rates_path(schedule))
     save_figure(_plot_rates(order, preview, uniform, params, seeds), out / "rates.png")
     lo, hi = min(preview.values()), max(preview.values())
     tqdm.write(f"layer_rates: {metric} agreement of seeds {seeds[0]}/{seeds[1]} at {target:.0%} sparsity; "

@@ -12,6 +12,11 @@ Data parallel (torchrun, see distributed.py): every rank draws the whole global 
 flips, timesteps and noise from the (seed, step) stream and trains on its own slice, so 1, 2 or 8
 ranks see the same examples; DDP averages the gradients, so the weights stay identical on every rank
 and the masks are enforced the same way everywhere. Only rank 0 writes checkpoints and progress.
+
+Late rewinding continues the dense run: a retrain from theta_k starts at step k (`start_step`), so
+its learning-rate schedule picks up where the dense run was at step k (no second warm-up) and it
+sees the data, timesteps and noise of steps k..T-1 of the same data seed. Adam's moments and the
+EMA copy start afresh from the rewound weights.
 """
 from __future__ import annotations
 
@@ -73,7 +78,7 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor
 class TrainResult:
     model: nn.Module
     ema: nn.Module
-    history: list[dict] = field(default_factory=list)   # rows: step, loss, lr, images_per_s
+    history: list[dict] = field(default_factory=list)   # rows: step, loss, lr (no timings: byte-stable)
     snapshots: dict[int, dict] = field(default_factory=dict)  # step -> model state (e.g. theta_k)
     resumed_from: int = 0
 
@@ -83,19 +88,24 @@ def _ema_update(ema_params: list[torch.Tensor], params: list[torch.Tensor], deca
 
 
 def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: TrainConfig, *,
-          steps: int, seed: int, mask: Optional[Mask] = None, hflip: bool = False,
+          steps: int, seed: int, start_step: int = 0, mask: Optional[Mask] = None, hflip: bool = False,
           checkpoint: Optional[Path] = None, fingerprint: str = "", snapshot_steps: tuple[int, ...] = (),
           desc: str = "train", progress: bool = True, stop_after: Optional[int] = None,
           after_step: Optional[Callable[[int, nn.Module], None]] = None) -> TrainResult:
-    """Train `model` in place for `steps` optimizer steps; return it with its EMA copy.
+    """Train `model` in place through optimizer steps start_step..steps-1; return it with its EMA copy.
 
-    `checkpoint`: resumable state is written there every `cfg.checkpoint_every` steps and picked up
-    if it exists with the same `fingerprint`. `snapshot_steps`: model states kept after those many
-    steps (step 0 = the starting weights). `stop_after` exists for tests of resumption;
+    `steps` is the step the run ends at, `start_step` the one it begins at (0, or k for a retrain
+    from theta_k): the lr schedule and the (seed, step) data/timestep/noise stream use these
+    absolute step numbers. `checkpoint`: resumable state is written there every
+    `cfg.checkpoint_every` steps and picked up if it exists with the same `fingerprint` and device
+    type (CPU and CUDA runs differ numerically). `snapshot_steps`: model states kept after that many
+    steps (`start_step` = the starting weights). `stop_after` exists for tests of resumption;
     `after_step(step, model)` is called after every optimizer step (tests check ranks agree).
     Under torchrun every rank calls this with the same arguments; `cfg.batch_size` is the global
     batch, split over the ranks.
     """
+    if not 0 <= start_step < steps:
+        raise ValueError(f"start_step={start_step} must be in [0, steps={steps})")
     device = next(model.parameters()).device
     world, main = distributed.world_size(), distributed.is_main()
     if cfg.batch_size < world:
@@ -104,6 +114,7 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     # each rank's loss is weighted by its share of the global batch (shares may differ by one);
     # DDP averages gradients over ranks, so x world restores the global-batch mean
     loss_weight = (hi - lo) / cfg.batch_size * world
+    fingerprint = f"{device.type}:{fingerprint}"
     # channels-last convolutions are ~15 % faster on CPU (oneDNN) and the norm for tensor cores
     model.to(memory_format=torch.channels_last)
     data = data.to(device).contiguous(memory_format=torch.channels_last)
@@ -111,21 +122,27 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     if bound is not None:
         bound.apply_()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    # fused Adam: one kernel for all parameters, no host syncs (CUDA only)
-    opt = (torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True) if device.type == "cuda"
-           else torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True))
     warmup = max(cfg.warmup_steps, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+
+    def make_optimizer():
+        # fused Adam: one kernel for all parameters, no host syncs (CUDA only)
+        opt = (torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True) if device.type == "cuda"
+               else torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True))
+        # the scheduler counts its own steps from 0; offset it so the lr at absolute step s is the
+        # same in every run that passes through s
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + start_step + 1) / warmup))
+
+    opt, sched = make_optimizer()
     history: list[dict] = []
     snapshots: dict[int, dict] = {}
-    start = 0
+    start = start_step
 
     if checkpoint is not None and checkpoint.exists():
         fresh = copy.deepcopy(model.state_dict())
         try:
             state = load_torch(checkpoint, map_location=device)
             if state.get("fingerprint") == fingerprint and state.get("version") == CHECKPOINT_VERSION \
-                    and state["step"] <= steps:
+                    and start_step <= state["step"] <= steps:
                 model.load_state_dict(state["model"])
                 ema.load_state_dict(state["ema"])
                 opt.load_state_dict(state["optimizer"])
@@ -142,14 +159,13 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                        f"({reason or type(err).__name__}); training starts over", file=sys.stderr)
             model.load_state_dict(fresh)
             ema.load_state_dict(fresh)
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
-            history, snapshots, start = [], {}, 0
+            opt, sched = make_optimizer()
+            history, snapshots, start = [], {}, start_step
 
     ema_params, params = list(ema.parameters()), list(model.parameters())
     ema_mask = mask.bind(ema) if mask is not None else None
-    if 0 in snapshot_steps and 0 not in snapshots:
-        snapshots[0] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if start_step in snapshot_steps and start_step not in snapshots:
+        snapshots[start_step] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
@@ -227,7 +243,7 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             distributed.all_reduce_sum(running)  # the global batch's loss
             mean_loss = (running / window).item()  # host syncs: here, once per log window, and at checkpoints
             ips = window * cfg.batch_size / (time.perf_counter() - t_window)
-            history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0], "images_per_s": ips})
+            history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
             bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
             running.zero_()
             window, t_window = 0, time.perf_counter()

@@ -14,7 +14,7 @@ TINY = {
     "model": {"dim": 8, "dim_mults": [1, 2], "attn_resolutions": [4], "norm_groups": 4, "num_res_blocks": 1},
     "diffusion": {"timesteps": 100},
     "train": {"steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 2, "log_every": 2,
-              "threads": 1, "sample_grid": 4, "sample_steps": 2},
+              "threads": 1},
     "rewind": {"mode": "checkpoint", "step": 2},
     "sparsity": {"schedule": "uniform", "rate": 0.5, "exclude": ["init_conv.*", "final_conv.*"]},
     "imp": {"seeds": [1, 2], "rounds": [{"k": 1, "prev": 0}, {"k": 2, "prev": 1}]},

@@ -188,7 +188,7 @@ METRIC_KEYS = {"seed", "round", "schedule", "sparsity", "prunable_total", "pruna
                # issue 9: uncertainty of every FID, the extractor's hash, held-out loss along t
                "fid_ci", "fid_std", "fid_ci_level", "fid_bootstrap", "fid_ci_method", "fid_inf", "fid_inf_ci",
                "fid_inf_sizes", "fid_inf_method", "extractor_sha256", "heldout_loss_se", "heldout_loss_by_t",
-               "heldout_t_edges"}
+               "heldout_t_edges", "kind", "rewind"}
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +211,7 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     params = parse_params({
         "data": {"image_size": 8, "heldout": 100},
         "model": {"dim": 8, "dim_mults": [1, 2], "attn_resolutions": [4], "norm_groups": 4},
-        "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "log_every": 2, "sample_grid": 4,
-                  "sample_steps": 2, "warmup_steps": 1},
+        "train": {"steps": 4, "batch_size": 16, "checkpoint_every": 2, "log_every": 2, "warmup_steps": 1},
         "rewind": {"step": 2},
         "imp": {"seeds": [1, 2], "rounds": [{"k": 1, "prev": 0}]},
         "eval": {"seeds": [1], "num_samples": 20, "kid_subset_size": 10, "sampling_steps": 3,
@@ -260,6 +259,7 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     for k, m in ((0, m0), (1, m1)):
         assert set(m) == METRIC_KEYS
         assert (m["seed"], m["round"], m["num_samples"], m["sampler"]) == (1, k, 20, "DDIM-3")
+        assert (m["kind"], m["rewind"]) == (("dense", "none") if k == 0 else ("ticket", params.rewind.mode))
         assert m["feature_extractor"] == "classifier"
         assert np.isfinite(m["fid"]) and m["fid"] >= 0 and np.isfinite(m["kid_mean"]) and m["kid_std"] >= 0
         assert m["heldout_loss"] > 0
