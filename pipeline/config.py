@@ -242,11 +242,9 @@ class Params(Section):
                               f"{stray} match no U-Net level; the levels of {self.data.image_size}x"
                               f"{self.data.image_size} images are {levels} (an empty list means attention in "
                               f"the middle block only)")
-        for key, steps in (("eval.sampling_steps", self.eval.sampling_steps),
-                           ("train.sample_steps", self.train.sample_steps)):
-            if steps > self.diffusion.timesteps:
-                raise _CrossError(key, steps,
-                                  f"DDIM steps must be <= diffusion.timesteps ({self.diffusion.timesteps})")
+        if self.eval.sampling_steps > self.diffusion.timesteps:
+            raise _CrossError("eval.sampling_steps", self.eval.sampling_steps,
+                              f"DDIM steps must be <= diffusion.timesteps ({self.diffusion.timesteps})")
         if self.rewind.mode == "checkpoint" and self.rewind.step >= self.train.steps:
             raise _CrossError(
                 "rewind.step", self.rewind.step, f"must be < train.steps ({self.train.steps})"

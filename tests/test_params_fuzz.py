@@ -79,7 +79,7 @@ def _combo(draw, raw):
     elif rule == 2:
         raw["eval"]["sampling_steps"] = T + draw(st.integers(1, 10**6))
     elif rule == 3:
-        raw["train"]["sample_steps"] = T + draw(st.integers(1, 10**6))
+        raw["controls"] = {"kinds": ["reinit"], "rounds": [len(raw["imp"]["rounds"]) + draw(st.integers(1, 99))]}
     elif rule == 4:
         raw["sparsity"]["exclude"] = draw(st.sampled_from([["*"], ["*.weight"], ["*conv*", "*"]]))
     elif rule == 5:

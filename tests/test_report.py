@@ -30,7 +30,12 @@ CLAIMS = {  # similarity summary.json 'claims' (interface 4)
     "upstream_vs_downstream": {"effect": 0.12, "ci": [0.05, 0.2], "ci_level": 0.95, "test": "bootstrap over layers",
                                "p_value": 0.01, "round": 3, "direction": "positive"},
     "resolution_matched": {"effect": -0.02, "ci": [-0.1, 0.06], "ci_level": 0.95, "test": "bootstrap over levels",
-                           "p_value": 0.6, "round": 3, "direction": "positive", "levels": [0.0, -0.04]},
+                           "p_value": 0.6, "round": 3, "direction": "positive",
+                           "levels": [{"level": i, "encoder": f"down{i}", "decoder": f"up{1 - i}", "resolution": 8 >> i,
+                                       "encoder_mean": m, "encoder_ci": [m - 0.1, m + 0.1], "decoder_mean": m + d,
+                                       "decoder_ci": [m + d - 0.1, m + d + 0.1], "effect": -d,
+                                       "ci": [-d - 0.1, -d + 0.1], "p_value": 0.6}
+                                      for i, (m, d) in enumerate([(0.5, 0.0), (0.4, 0.04)])]},
     "beyond_magnitude": {"effect": -0.05, "ci": [-0.09, -0.01], "ci_level": 0.95, "test": "bootstrap over layers",
                          "p_value": 0.02, "round": 3, "direction": "positive", "ticket_agreement": 0.4,
                          "baseline_agreement": 0.45},
