@@ -71,6 +71,10 @@ def check(params: Path = typer.Argument(Path("params.yaml"), help="params file t
     typer.echo(f"  training  {p.train.steps} dense steps, {p.retrain_steps()} per retrain, batch {p.train.batch_size}")
     typer.echo(f"  eval      FID/KID with {p.eval.feature_extractor}, {p.eval.num_samples} samples, "
                f"DDIM-{p.eval.sampling_steps}, seeds {list(p.eval.seeds)}")
+    kinds = ", ".join(p.controls.kinds)
+    typer.echo(f"  controls  {kinds or 'none'}" + (f" for rounds {list(p.controls.rounds)} of every seed"
+                                                   if kinds and p.controls.rounds else " (controls.rounds is empty)"
+                                                   if kinds else ""))
 
 
 @report_app.command("compare")
