@@ -265,6 +265,20 @@ def test_heldout_by_t_csv_is_tidy_and_matches_metrics(report):
     assert ratio.loc[("reinit", 3, 2)] == pytest.approx(1.6)
 
 
+def test_heldout_by_t_keeps_an_empty_bucket_as_missing():
+    """Fewer held-out items than buckets leaves a bucket empty (metrics.json holds null there)."""
+    from pipeline.report.figures import heldout_ratio
+    from pipeline.report.inputs import heldout_by_t_table
+
+    rows = pd.DataFrame([{"kind": kind, "seed": 1, "round": k, "sparsity": 0.5 * k,
+                          "heldout_loss_by_t": [0.2 * (1 + k), None, 0.1 * (1 + k)], "heldout_t_edges": [0, 10, 20, 30]}
+                         for kind, k in (("dense", 0), ("ticket", 1))])
+    table = heldout_by_t_table(rows)
+    assert len(table) == 6 and table.loc[table["bucket"] == 1, "loss"].isna().all()
+    ratio = heldout_ratio(table).set_index(["kind", "round", "bucket"])["ratio"]
+    assert ratio.loc[("ticket", 1, 0)] == pytest.approx(2.0) and ratio.loc[("ticket", 1, 2)] == pytest.approx(2.0)
+
+
 def test_report_is_byte_stable(report, tmp_path):
     root, written = report
     again = build_report(_params(fid_tolerance=10.0), out_dir=tmp_path / "reports", artifacts_root=root / "artifacts")

@@ -120,7 +120,9 @@ def heldout_by_t_table(df: pd.DataFrame) -> pd.DataFrame:
         for i, loss in enumerate(losses):
             out.append({"kind": r["kind"], "seed": int(r["seed"]), "round": int(r["round"]),
                         "sparsity": round(float(r["sparsity"]), 6), "bucket": i, "t_lo": int(edges[i]),
-                        "t_hi": int(edges[i + 1]), "loss": float(loss)})
+                        "t_hi": int(edges[i + 1]),
+                        # an empty bucket (fewer held-out items than buckets) has no loss
+                        "loss": float("nan") if loss is None else float(loss)})
     cols = ["kind", "seed", "round", "sparsity", "bucket", "t_lo", "t_hi", "loss"]
     frame = pd.DataFrame(out, columns=cols)
     order = {k: i for i, k in enumerate(("dense", "ticket"))}
