@@ -49,13 +49,19 @@ def test_pruned_weights_stay_exactly_zero_and_the_survivors_train(tiny):
     assert survivors_unmoved(start, result.ema, mask) == []
 
 
-def test_retrain_moves_the_rewound_survivors_and_keeps_its_mask(tiny, tmp_path, monkeypatch):
-    """The retrain stage's model.pt against the rewind stage's weights.pt it started from."""
+def first_round_pruned(tiny, tmp_path, monkeypatch):
+    """Run the init, dense (seed 1) and round-1 prune stages in `tmp_path`; return their params."""
     monkeypatch.chdir(tmp_path)
     params = tiny()
     run_init(params)
     run_dense(params, 1)
     run_prune(params, 1, 1)
+    return params
+
+
+def test_retrain_moves_the_rewound_survivors_and_keeps_its_mask(tiny, tmp_path, monkeypatch):
+    """The retrain stage's model.pt against the rewind stage's weights.pt it started from."""
+    params = first_round_pruned(tiny, tmp_path, monkeypatch)
     run_rewind(params, 1, 1)
     run_retrain(params, 1, 1)
     mask = Mask.from_state_dict(load_torch(A.prune_dir(1, 1) / "mask.pt"))
@@ -145,11 +151,7 @@ def test_checkpoint_of_other_params_is_not_resumed(tiny, tmp_path):
 
 
 def test_rewind_restores_theta0_or_theta_k_times_mask_and_reinit_differs(tiny, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    params = tiny()
-    run_init(params)
-    run_dense(params, 1)
-    run_prune(params, 1, 1)
+    params = first_round_pruned(tiny, tmp_path, monkeypatch)
     mask = Mask.from_state_dict(load_torch(A.prune_dir(1, 1) / "mask.pt"))
     assert 0.45 < mask.sparsity() < 0.55
     theta0 = load_torch(A.init_dir() / "theta0.pt")
