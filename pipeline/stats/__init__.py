@@ -1,0 +1,2 @@
+"""Inference behind every interval, test and verdict: pure numpy/scipy, no torch, no project imports.
+"""
