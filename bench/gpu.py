@@ -7,7 +7,7 @@ under 8); `--size tiny` runs the same code on the CPU in seconds (CI does).
     python bench/gpu.py --size tiny              # default on the CPU: a smoke run of the same code
     python bench/gpu.py --json bench.json        # also write the numbers
 
-It times the pipeline's own loop (pipeline.training.train, sample_images), so the numbers are what
+It times the pipeline's own loop (pipeline.train.loop.train, sample_images), so the numbers are what
 the stages get. A timed window starts after a warm-up window (allocator, cuDNN autotune, compile).
 """
 from __future__ import annotations
@@ -24,13 +24,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.compiling import ENV_COMPILE, compile_unavailable  # noqa: E402
-from pipeline.config import DiffusionConfig, ModelConfig, TrainConfig  # noqa: E402
-from pipeline.diffusion import Diffusion, sample_images  # noqa: E402
-from pipeline.masks import Mask  # noqa: E402
-from pipeline.pruning import prune_round  # noqa: E402
-from pipeline.training import pick_device, train  # noqa: E402
-from pipeline.unet import build_unet  # noqa: E402
+from pipeline.runtime.compiling import ENV_COMPILE, compile_unavailable  # noqa: E402
+from pipeline.core.config import DiffusionConfig, ModelConfig, TrainConfig  # noqa: E402
+from pipeline.ddpm.diffusion import Diffusion, sample_images  # noqa: E402
+from pipeline.sparsity.masks import Mask  # noqa: E402
+from pipeline.sparsity.pruning import prune_round  # noqa: E402
+from pipeline.train.loop import train
+from pipeline.runtime.device import pick_device  # noqa: E402
+from pipeline.ddpm.unet import build_unet  # noqa: E402
 
 MODELS = {
     # the paper's 35.7 M-parameter DDPM U-Net at 32x32x3 (params/cifar10-paper.yaml)

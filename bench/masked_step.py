@@ -1,6 +1,6 @@
 """Masked vs dense training-step time (the ratio the IMP issue targets: <= 1.05).
 
-Times the real training loop (pipeline.training.train) with and without a 90 %-sparse mask,
+Times the real training loop (pipeline.train.loop.train) with and without a 90 %-sparse mask,
 alternating runs so drift hits both alike. CUDA when present, else CPU.
 
     python bench/masked_step.py                 # default U-Net (params.yaml) and the paper's U-Net
@@ -14,12 +14,14 @@ import time
 
 import torch
 
-from pipeline.config import DiffusionConfig, ModelConfig, TrainConfig, load_params
-from pipeline.diffusion import Diffusion
-from pipeline.masks import Mask
-from pipeline.pruning import prune_round
-from pipeline.training import pick_device, train
-from pipeline.unet import build_unet
+from pipeline.app.params import load_params
+from pipeline.core.config import DiffusionConfig, ModelConfig, TrainConfig
+from pipeline.ddpm.diffusion import Diffusion
+from pipeline.sparsity.masks import Mask
+from pipeline.sparsity.pruning import prune_round
+from pipeline.train.loop import train
+from pipeline.runtime.device import pick_device
+from pipeline.ddpm.unet import build_unet
 
 
 def time_runs(cfg: ModelConfig, channels: int, size: int, batch: int, steps: int, repeats: int,

@@ -16,9 +16,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config import ModelConfig, load_params  # noqa: E402
-from pipeline.diffusion import Diffusion, sample_images  # noqa: E402
-from pipeline.unet import build_unet  # noqa: E402
+from pipeline.app.params import load_params
+from pipeline.core.config import ModelConfig  # noqa: E402
+from pipeline.ddpm.diffusion import Diffusion, sample_images  # noqa: E402
+from pipeline.ddpm.unet import build_unet  # noqa: E402
 
 PAPER = ModelConfig(dim=64, dim_mults=(1, 2, 4, 8), num_res_blocks=2, attn_resolutions=(16, 8), norm_groups=32)
 

@@ -1,0 +1,14 @@
+"""lth-diffusion's library. Subpackages by concern, in layer order: each imports only from the
+ones before it (checked by tests/test_layers.py), and stages/ sits above them all.
+
+- core/:       config (typed params), errors, io (atomic, byte-stable writes), paths (where artifacts live)
+- stats/:      inference behind every interval, test and verdict (pure numpy/scipy)
+- runtime/:    distributed ranks, torch.compile, device and threads
+- ddpm/:       the U-Net, Gaussian diffusion and samplers, the training images
+- sparsity/:   masks, pruning schedules, rewinding, controls, ticket files, the params rules that need layer shapes
+- train/:      the training loop, the study's training recipe
+- evaluate/:   FID/KID, intervals, feature extractors, reference statistics, cost, images, a net's evaluation
+- similarity/: per-layer agreement of tickets, claims with intervals, figures
+- report/:     the per-run report, verdicts, the across-experiments comparison
+- app/:        the command line, stage entry glue, params with every rule, code deps of the stages
+"""

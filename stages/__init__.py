@@ -1,0 +1,1 @@
+"""One module per DVC stage, named like the stage: read its inputs, call pipeline/, write its outputs."""

@@ -1,6 +1,38 @@
-"""DVC stage 'dense'. Usage: python -m stages.dense <seed>"""
-from pipeline.stage_runner import run_stage
-from pipeline.study import run_dense
+"""DVC stage 'dense': train theta0 densely with data-order seed `seed`; keep theta_k (the weights
+after rewind.step steps) for late rewinding.
+
+Usage: python -m stages.dense <seed>
+"""
+from __future__ import annotations
+
+from pipeline.app.stage import run_stage
+from pipeline.core import paths
+from pipeline.core.config import Params
+from pipeline.core.io import load_torch, save_torch
+from pipeline.ddpm.data import load_dataset
+from pipeline.ddpm.diffusion import Diffusion
+from pipeline.runtime.device import configure_threads, pick_device
+from pipeline.sparsity import tickets
+from pipeline.train.loop import train
+from pipeline.train.recipe import digest, training_fingerprint, write_training_outputs
+
+
+def run_dense(params: Params, seed: int) -> None:
+    configure_threads(params.train.threads)
+    device = pick_device()
+    model = tickets.new_model(params).to(device)
+    theta0 = paths.init_dir() / "theta0.pt"
+    model.load_state_dict(load_torch(theta0, map_location=device))
+    k = params.rewind.step
+    result = train(model, Diffusion(params.diffusion, device), load_dataset(params.data), params.train,
+                   steps=params.train.steps, seed=seed, hflip=params.data.hflip,
+                   checkpoint=paths.checkpoint_path(seed, 0),
+                   fingerprint=training_fingerprint(params, "dense", seed, k, digest(theta0)),
+                   snapshot_steps=(k,), desc=f"dense seed {seed}")
+    out = paths.train_dir(seed, 0)
+    if write_training_outputs(out, result, None, seed=seed, round=0):
+        save_torch(result.snapshots[k], out / "rewind.pt")  # theta_k for late rewinding
+
 
 if __name__ == "__main__":
     run_stage(run_dense, "seed", data_parallel=True)

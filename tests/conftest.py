@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from pipeline.config import parse_params
+from pipeline.app.params import parse_params
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 torch.set_num_threads(1)
@@ -18,7 +18,8 @@ TINY = {
     "rewind": {"mode": "checkpoint", "step": 2},
     "sparsity": {"schedule": "uniform", "rate": 0.5, "exclude": ["init_conv.*", "final_conv.*"]},
     "imp": {"seeds": [1, 2], "rounds": [{"k": 1, "prev": 0}, {"k": 2, "prev": 1}]},
-    "eval": {"seeds": [1], "num_samples": 16, "sampling_steps": 2, "batch_size": 8, "kid_subset_size": 8,
+    "controls": {"rounds": []},
+    "eval": {"num_samples": 16, "sampling_steps": 2, "batch_size": 8, "kid_subset_size": 8,
              "heldout_size": 16},
     "features": {"steps": 5, "batch_size": 16, "width": 8, "feature_dim": 16, "holdout": 50},
 }

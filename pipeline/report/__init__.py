@@ -1,17 +1,12 @@
-"""The per-run report, `reports/`, by concern:
+"""The per-run report, `reports/`, and the comparison across experiments.
 
-- inputs:   the metrics files (main chain and controls) and the per-timestep held-out losses
-- tables:   seed means with spread and interval, summary metrics, the text tables
-- findings: one row per claim with effect, interval, test and verdict (rules in pipeline.verdicts)
-- figures:  curves (each seed, mean with interval, controls), cost, noise-scale, layer and sample figures
-- render:   Markdown and self-contained HTML
-- build:    writes everything (`build_report`, the DVC stage's `run_report`)
+- inputs.py:   the metrics files (main chain and controls) and the per-timestep held-out losses
+- tables.py:   seed means with spread and interval, summary metrics, the text tables
+- verdicts.py: verdict rules (supported / contradicted / inconclusive) from an effect and its interval
+- findings.py: one row per claim with effect, interval, test and verdict
+- figures.py:  curves (each seed, mean with interval, controls), cost, noise-scale, layer and sample figures
+- render.py:   Markdown and self-contained HTML
+- build.py:    writes everything (`build_report`)
+- exp_show.py: `dvc exp show --json` read into tables
+- compare.py:  `lth-diffusion report compare`: every experiment side by side, the layerwise verdict
 """
-from .build import build_report, run_report
-from .figures import log_axis_plain, macs_unit, sparsity_axis
-from .inputs import load_eval_table
-from .render import png_data_uri
-from .tables import sparsest_within_tolerance
-
-__all__ = ["build_report", "run_report", "load_eval_table", "png_data_uri", "sparsest_within_tolerance",
-           "log_axis_plain", "macs_unit", "sparsity_axis"]

@@ -7,22 +7,22 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from ..config import Params
-from ..io import load_json, save_figure, save_json, save_text
-from . import figures as F
-from . import findings as FD
-from .inputs import eval_path, extractor_label, heldout_by_t_table, load_eval_table, prune_path, require, round_ids
-from .render import Section, render_html, render_markdown
-from .tables import (csv_table, main_run_means, mask_table, mean_table, round_table, seed_stats,
+from pipeline.core.config import Params
+from pipeline.core.io import load_json, save_figure, save_json, save_text
+from pipeline.report import figures as F
+from pipeline.report import findings as FD
+from pipeline.report.inputs import eval_path, extractor_label, heldout_by_t_table, load_eval_table, prune_path, require, round_ids
+from pipeline.report.render import Section, render_html, render_markdown
+from pipeline.report.tables import (csv_table, main_run_means, mask_table, mean_table, round_table, seed_stats,
                      sparsest_within_tolerance, summary_metrics)
-from ..verdicts import LAYERWISE_RULE
+from pipeline.report.verdicts import LAYERWISE_RULE
 
 
 def _sample_panels(params: Params, df: pd.DataFrame, root: Path, n_sparsest: int = 3) -> tuple[list, int]:
     rounds = round_ids(params)
     shown = [0] + rounds[1:][-n_sparsest:]
     panels = []
-    for seed in params.eval.seeds:
+    for seed in params.imp.seeds:
         for k in shown:
             r = df[df["main"] & (df["seed"] == seed) & (df["round"] == k)].iloc[0]
             path = require(eval_path(root, seed, k) / "samples.png", "eval", seed, k)
@@ -69,7 +69,7 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
         f"U-Net dim {params.model.dim}, dim_mults {list(params.model.dim_mults)}; {len(rounds) - 1} IMP rounds "
         f"removing {params.sparsity.rate:.0%} of surviving prunable weights each ({params.sparsity.schedule} schedule); "
         f"rewind mode {params.rewind.mode}; IMP seeds {list(params.imp.seeds)}, evaluated seeds "
-        f"{list(params.eval.seeds)}; controls: {', '.join(controls) if controls else 'none found'}.",
+        f"{list(params.imp.seeds)}; controls: {', '.join(controls) if controls else 'none found'}.",
         f"FID and KID use the {names} feature extractor (weights sha256 {hashes}) on {n_samples} generated "
         f"samples ({_joined(main['sampler'])} sampler); FID values from different extractors or sample counts "
         f"are not comparable; FID∞ is the N → ∞ extrapolation (Chong & Forsyth 2020).{boot}"])
@@ -120,14 +120,14 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     if by_t.empty:
         notes.append("heldout_by_t: no metrics file has heldout_loss_by_t / heldout_t_edges.")
     if len(rounds) > 1:
-        seed, k = params.eval.seeds[0], rounds[-1]
+        seed, k = params.imp.seeds[0], rounds[-1]
         figure("layer_sparsity.png", f"Per-layer sparsity of the seed {seed} round {k} ticket",
                F.plot_layer_sparsity(masks[(seed, k)]))
     else:
         notes.append("layer_sparsity.png skipped: imp.rounds is empty, so there is no pruned ticket.")
 
     if sim_csv.exists():
-        from ..similarity import plot_depth, plot_heatmap  # lazy: owned by the similarity module
+        from pipeline.similarity.plots import plot_depth, plot_heatmap
 
         sim = pd.read_csv(sim_csv)
         metric = params.similarity.metric
@@ -141,11 +141,10 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     else:
         notes.append(f"similarity figures skipped: {sim_csv} not found (made by stage 'similarity').")
     sim_rows = [r for r in findings if r["claim"] in FD.SIM_CLAIMS.values() and r["verdict"] != FD.NOT_MEASURED]
-    from .. import similarity as S
+    from pipeline.similarity.plots import plot_claims
 
-    plot_claims = getattr(S, "plot_claims", None)  # the similarity module's own figure when it has one
     figure("similarity_claims.png", "Similarity claims: effect and 95 % interval",
-           plot_claims(sim_summary) if plot_claims and sim_rows else F.plot_claims_forest(sim_rows))
+           plot_claims(sim_summary) if sim_rows else F.plot_claims_forest(sim_rows))
     if sim_summary is None:
         notes.append(f"similarity findings skipped: {sim_summary_path} not found (made by stage 'similarity').")
 
@@ -171,9 +170,9 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
         "column names the feature extractor and the first 12 hex of its weights' sha256."],
         [round_table(df, scale, unit)])
     best = Section(f"Sparsest ticket within ΔFID ≤ {tol:g} of dense (report.fid_tolerance)")
-    for seed in params.eval.seeds:
+    for seed in params.imp.seeds:
         best.paragraphs.append(_within_tolerance_sentence(main[main["seed"] == seed], tol, f"Seed {seed}"))
-    if len(params.eval.seeds) > 1:
+    if len(params.imp.seeds) > 1:
         best.paragraphs.append(_within_tolerance_sentence(main_run_means(df), tol, "Mean over eval seeds"))
     sections = [_findings_section(findings, tol), _setup(params, df), results, per_seed, best]
     if masks:
@@ -193,9 +192,4 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     return written
 
 
-def run_report(params: Params) -> None:
-    for path in build_report(params):
-        print(f"report: wrote {path}")
-
-
-__all__ = ["build_report", "run_report"]
+__all__ = ["build_report"]

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
 
-from .inputs import extractor_label
+from pipeline.report.inputs import extractor_label
 
 CONTROL_MARKERS = {"reinit": "s", "random": "^"}
 CONTROL_COLORS = {"reinit": "tab:red", "random": "tab:orange"}
@@ -172,7 +172,7 @@ def _block_colors(blocks: list[str]) -> dict[str, Any]:
 
 
 def _bars_by_block(ax, names: list[str], values: list[float], legend: bool = True) -> None:
-    from ..similarity import block_of  # lazy: the similarity module owns the block naming
+    from pipeline.similarity.agreement import block_of  # lazy: the similarity module owns the block naming
 
     blocks = [block_of(n) for n in names]
     colors = _block_colors(blocks)

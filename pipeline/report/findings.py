@@ -1,5 +1,5 @@
 """The findings table: one row per claim of the paper, each with effect, interval, test and verdict,
-all computed here from the metrics files and the similarity summary (verdict rules: pipeline.verdicts)."""
+all computed here from the metrics files and the similarity summary (verdict rules: pipeline.report.verdicts)."""
 from __future__ import annotations
 
 import math
@@ -7,10 +7,10 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from ..verdicts import (NONINFERIORITY_RULE, SUPERIORITY_RULE, Estimate, noninferiority, paired_difference_ci,
+from pipeline.report.verdicts import (NONINFERIORITY_RULE, SUPERIORITY_RULE, Estimate, noninferiority, paired_difference_ci,
                         superiority)
-from .render import Table, fmt
-from .tables import fid_inf_std, interval
+from pipeline.report.render import Table, fmt
+from pipeline.report.tables import fid_inf_std, interval
 
 NOT_MEASURED = "not measured"
 SPARSE_ENOUGH = 0.9  # the paper's claim is about tickets at >= 90 % sparsity

@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from .. import artifacts as A
-from ..config import ConfigError, Params
-from ..io import load_json
+from pipeline.core import paths
+from pipeline.core.config import ConfigError, Params
+from pipeline.core.io import load_json
 
 # eval/s{seed}/r{k}/metrics.json: the main run's layout
 MAIN_EVAL = re.compile(r"^s(\d+)/r(\d+)/metrics\.json$")
@@ -28,11 +28,11 @@ NUMERIC = ("kid_mean", "kid_std", "macs", "storage_bytes", "params_kept", "heldo
 
 def eval_path(root: Path, seed: int, k: int) -> Path:
     """The eval stage's folder, under `root` instead of artifacts/ (the layout is artifacts.py's)."""
-    return Path(root) / A.eval_dir(seed, k).relative_to(A.ROOT)
+    return Path(root) / paths.eval_dir(seed, k).relative_to(paths.ROOT)
 
 
 def prune_path(root: Path, seed: int, k: int) -> Path:
-    return Path(root) / A.prune_dir(seed, k).relative_to(A.ROOT)
+    return Path(root) / paths.prune_dir(seed, k).relative_to(paths.ROOT)
 
 
 def require(path: Path, stage: str, seed: int, k: int) -> Path:
@@ -78,14 +78,14 @@ def load_eval_table(params: Params, root: Path) -> pd.DataFrame:
     root = Path(root)
     rows = []
     rounds = round_ids(params)
-    for seed in params.eval.seeds:
+    for seed in params.imp.seeds:
         for k in rounds:
             path = require(eval_path(root, seed, k) / "metrics.json", "eval", seed, k)
             rows.append(metrics_row(load_json(path), path, "dense" if k == 0 else "ticket", params.rewind.mode))
     eval_root = root / "eval"
     for path in sorted(eval_root.glob("controls/*/s*/r*/metrics.json")):
         m = CONTROL_EVAL.match(path.relative_to(eval_root).as_posix())
-        if m and int(m[2]) in params.eval.seeds and int(m[3]) in rounds[1:]:
+        if m and int(m[2]) in params.imp.seeds and int(m[3]) in rounds[1:]:
             rows.append(metrics_row(load_json(path), path, m[1], m[1]))
     df = pd.DataFrame(rows)
     for col in NUMERIC:

@@ -6,10 +6,10 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from ..config import Params
-from ..verdicts import seed_mean_ci
-from .inputs import extractor_label, round_ids
-from .render import Table, fmt
+from pipeline.core.config import Params
+from pipeline.report.verdicts import seed_mean_ci
+from pipeline.report.inputs import extractor_label, round_ids
+from pipeline.report.render import Table, fmt
 
 # Columns of reports/fid_vs_sparsity.csv (declared as a DVC plot, so keep them stable).
 CSV_COLUMNS = ["schedule", "rewind", "kind", "seed", "round", "sparsity", "remaining_pct", "fid", "fid_ci_low",
@@ -79,7 +79,7 @@ def summary_metrics(params: Params, df: pd.DataFrame, findings: list[dict[str, A
         "feature_extractor": str(main["feature_extractor"].iloc[0]),
         "extractor_sha256": str(main["extractor_sha256"].iloc[0]),
         "num_samples": int(main["num_samples"].iloc[0]),
-        "eval_seeds": list(params.eval.seeds),
+        "eval_seeds": list(params.imp.seeds),
         "dense_fid": float(dense["fid"]),
         "final_round": int(final["round"]),
         "final_fid": float(final["fid"]),

@@ -1,0 +1,118 @@
+"""`lth-diffusion`: the command line around the DVC pipeline."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import typer
+
+from pipeline.core.errors import ArtifactError
+from pipeline.app.params import load_params
+from pipeline.core.config import ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Lottery-ticket winning tickets in diffusion U-Nets, as a DVC pipeline (run it with `dvc repro`).")
+report_app = typer.Typer(no_args_is_help=True, help="Reports across runs and experiments.")
+app.add_typer(report_app, name="report")
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def detached_head_warning(cwd: Path) -> str | None:
+    """One line when the workspace's git HEAD is detached, as an interrupted `dvc exp run` leaves it."""
+    if _git("rev-parse", "--is-inside-work-tree", cwd=cwd) != "true":
+        return None
+    if _git("symbolic-ref", "-q", "HEAD", cwd=cwd) is not None:
+        return None
+    at = _git("rev-parse", "--short", "HEAD", cwd=cwd) or "?"
+    # dvc exp run records the branch it started from while it runs
+    branch = (_git("symbolic-ref", "--short", "-q", "refs/exps/exec/EXEC_BRANCH", cwd=cwd) or "main")
+    branch = branch.removeprefix("heads/")
+    return (f"warning: git HEAD is detached at {at} (an interrupted `dvc exp run` leaves it so); get back with "
+            f"`git checkout {branch}`, and keep an experiment's results with `dvc exp apply <exp>` "
+            f"or `dvc exp branch <exp> <new-branch>` (see README, Recovering from faults)")
+
+
+@app.command()
+def check(params: Path = typer.Argument(Path("params.yaml"), help="params file to validate")) -> None:
+    """Validate a params file and print what the study will do."""
+    try:
+        p = load_params(params)
+    except ConfigError as err:
+        _fail(err)
+    import torch
+
+    from pipeline.sparsity.tickets import new_model
+    from pipeline.sparsity.masks import Mask
+
+    with torch.device("meta"):  # shapes only: no memory, whatever the size
+        model = new_model(p)
+    mask = Mask.dense(model, p.sparsity.include, p.sparsity.exclude)
+    n = sum(t.numel() for t in model.parameters())
+    warning = detached_head_warning(params.resolve().parent)
+    if warning:
+        typer.echo(warning, err=True)
+    typer.echo(f"{params}: ok")
+    typer.echo(f"  data      {p.data.dataset} at {p.data.image_size}x{p.data.image_size}x{p.data.channels}")
+    typer.echo(f"  model     {n:,} parameters, {mask.total():,} prunable in {len(mask)} tensors")
+    typer.echo(f"  imp       seeds {list(p.imp.seeds)}, {len(p.imp.rounds)} rounds of {p.sparsity.rate:.0%} "
+               f"({p.sparsity.schedule}) -> {p.target_sparsity:.2%} sparsity; rewind {p.rewind.mode}"
+               + (f" to step {p.rewind.step}" if p.rewind.mode == "checkpoint" else ""))
+    typer.echo(f"  training  {p.train.steps} dense steps, {p.retrain_steps()} per retrain, batch {p.train.batch_size}")
+    typer.echo(f"  eval      FID/KID with {p.eval.feature_extractor}, {p.eval.num_samples} samples, "
+               f"DDIM-{p.eval.sampling_steps}, seeds {list(p.imp.seeds)}")
+    kinds = ", ".join(p.controls.kinds)
+    typer.echo(f"  controls  {kinds or 'none'}" + (f" for rounds {list(p.controls.rounds)} of every seed"
+                                                   if kinds and p.controls.rounds else " (controls.rounds is empty)"
+                                                   if kinds else ""))
+
+
+@app.command()
+def deps(write: bool = typer.Option(False, help="rewrite dvc.yaml's code deps to the stages' import closures"),
+         root: Path = typer.Option(Path("."), help="repository root")) -> None:
+    """Check that each stage's code deps in dvc.yaml are exactly its module's import closure."""
+    from pipeline.app import deps as D
+
+    if write:
+        changed = D.write(root)
+        typer.echo(f"dvc.yaml: code deps rewritten for {', '.join(changed) if changed else 'no stage'}")
+        return
+    diff = D.differences(root)
+    for stage, (missing, extra) in diff.items():
+        typer.echo(f"{stage}: missing {missing or '-'}; never imported {extra or '-'}")
+    if diff:
+        typer.echo("run `lth-diffusion deps --write` to fix dvc.yaml", err=True)
+        raise typer.Exit(1)
+    typer.echo("dvc.yaml: every stage's code deps are its import closure")
+
+
+@report_app.command("compare")
+def report_compare(out: Path = typer.Option(Path("reports/compare"), help="output folder"),
+                   split_extractors: bool = typer.Option(
+                       False, help="when runs used different FID extractors, compare each extractor's runs apart "
+                                   "instead of refusing")) -> None:
+    """Draw the workspace and every DVC experiment (e.g. uniform vs layerwise) on shared plots, with the
+    spread over seeds and a verdict on the layerwise claim."""
+    from pipeline.report.compare import compare
+
+    try:
+        paths = compare(out_dir=out, split_extractors=split_extractors)
+    except (ConfigError, ArtifactError) as err:
+        _fail(err)
+    for path in paths:
+        typer.echo(str(path))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,11 @@
+"""Sample quality and cost of a trained net.
+
+- fid.py:         FID/KID through torch-fidelity's functions, and the held-out denoising loss
+- intervals.py:   bootstrap interval of a FID and FID_inf (Chong & Forsyth 2020)
+- features.py:    feature extractors registered with torch-fidelity (the offline classifier, Inception)
+- pinned.py:      the pinned classifier of pipeline/assets/ and its sha256 manifest
+- reference.py:   extractor hashes, the reference statistics, a perfect generator's floors
+- cost.py:        MACs of a forward pass and bytes of a compressed ticket
+- images.py:      sample grids as PNG
+- ticket_eval.py: one net's evaluation (what the eval stages run)
+"""

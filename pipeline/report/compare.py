@@ -1,0 +1,322 @@
+"""Across experiments: the workspace, its baseline commit and every DVC experiment side by side,
+with the spread over seeds and a verdict on the layerwise claim.
+
+Everything comes through DVC (`dvc exp show --json`, read by pipeline.report.exp_show). FIDs measured
+with different feature extractors are never put on one plot or into one verdict.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline.core.config import ConfigError  # noqa: E402
+from pipeline.report.exp_show import (CONTROL_METRICS, EVAL_METRICS, ROUND_COLUMNS, UNHASHED, exp_show_json,  # noqa: E402,F401
+                       parse_exp_show)
+from pipeline.core.io import save_figure, save_json, save_text  # noqa: E402
+from pipeline.report.verdicts import (LAYERWISE_RULE, layerwise_verdict, paired_difference_ci, seed_mean_ci,  # noqa: E402
+                       unpaired_difference_ci)
+
+NOT_MEASURED = "not measured"
+DEFAULT_TOLERANCE = 10.0  # report.fid_tolerance's default, used when an experiment's params lack it
+
+
+def main_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The IMP chain's rows (dense and tickets); controls are kept apart."""
+    return rows[rows["kind"].isin(["dense", "ticket"])]
+
+
+# -- extractors: FIDs from different feature extractors are different quantities ---------------------
+def extractor_groups(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """{extractor sha256: experiments measured with it}; an experiment whose own runs disagree is refused."""
+    groups: dict[str, list[str]] = {}
+    for name, r in rows.groupby("experiment", sort=False):
+        hashes = sorted(set(r["extractor_sha256"]))
+        if len(hashes) > 1:
+            raise ConfigError(f"experiment {name}: its metrics files name {len(hashes)} different FID extractors "
+                              f"({', '.join(h[:12] for h in hashes)}); re-run its eval stages with one extractor")
+        groups.setdefault(hashes[0], []).append(name)
+    return groups
+
+
+def check_one_extractor(groups: dict[str, list[str]]) -> None:
+    """Refuse to put FIDs of different extractors (or unhashed ones) on one plot or in one verdict."""
+    if len(groups) > 1:
+        listing = "; ".join(f"{_short(h)}: {', '.join(names)}" for h, names in groups.items())
+        raise ConfigError(f"the runs used different FID extractors ({listing}); their FIDs are not comparable. "
+                          "Re-run the odd ones' eval stages, or pass --split-extractors to compare each group apart")
+
+
+def _short(sha: str) -> str:
+    return "unhashed" if sha == UNHASHED else sha[:12]
+
+
+# -- numbers ---------------------------------------------------------------------------------------------
+def experiment_curves(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per experiment and round of the main chain: means over eval seeds, the between-seed sd, and the
+    95 % interval of the mean FID (pipeline.report.verdicts.seed_mean_ci)."""
+    out = []
+    for (name, k), g in main_rows(rows).groupby(["experiment", "round"], sort=False):
+        est = seed_mean_ci(g["fid"].tolist(), g["fid_std"].tolist())
+        sd = float(g["fid"].std(ddof=1)) if len(g) > 1 else float("nan")
+        out.append({"experiment": name, "round": int(k), "seeds": int(g["seed"].nunique()),
+                    **{c: float(g[c].mean()) for c in ("sparsity", "remaining_pct", "fid", "fid_inf", "kid_mean",
+                                                       "macs", "storage_bytes")},
+                    "fid_sd": sd, "fid_low": est.low, "fid_high": est.high})
+    cols = ["experiment", "round", "seeds", "sparsity", "remaining_pct", "fid", "fid_inf", "kid_mean", "macs",
+            "storage_bytes",
+            "fid_sd", "fid_low", "fid_high"]
+    return pd.DataFrame(out, columns=cols).sort_values(["experiment", "round"], kind="stable")
+
+
+def summary_table(rows: pd.DataFrame, exps: pd.DataFrame, default_tolerance: float) -> pd.DataFrame:
+    from pipeline.report.tables import sparsest_within_tolerance
+
+    curves = experiment_curves(rows)
+    out = []
+    for _, e in exps.iterrows():
+        c = curves[curves["experiment"] == e["experiment"]].sort_values("round")
+        r = main_rows(rows[rows["experiment"] == e["experiment"]])
+        tol = e["fid_tolerance"] if pd.notna(e["fid_tolerance"]) else default_tolerance
+        dense, final = c[c["round"] == 0], c.iloc[-1]
+        best = sparsest_within_tolerance(c, tol) if not dense.empty else None
+        out.append({
+            "experiment": e["experiment"], "rev": e["rev"], "schedule": e["schedule"], "rewind": e["rewind"],
+            "seeds": ",".join(str(s) for s in sorted(r["seed"].unique())),
+            "feature_extractor": ",".join(sorted(r["feature_extractor"].astype(str).unique())),
+            "extractor_sha256": ",".join(sorted(r["extractor_sha256"].astype(str).unique())),
+            "num_samples": ",".join(str(n) for n in sorted(r["num_samples"].unique())),
+            "rounds": int(c["round"].max()),
+            "dense_fid": float(dense["fid"].iloc[0]) if not dense.empty else float("nan"),
+            "dense_fid_sd": float(dense["fid_sd"].iloc[0]) if not dense.empty else float("nan"),
+            "dense_fid_low": float(dense["fid_low"].iloc[0]) if not dense.empty else float("nan"),
+            "dense_fid_high": float(dense["fid_high"].iloc[0]) if not dense.empty else float("nan"),
+            "final_sparsity": float(final["sparsity"]), "final_fid": float(final["fid"]),
+            "final_fid_sd": float(final["fid_sd"]), "final_fid_low": float(final["fid_low"]),
+            "final_fid_high": float(final["fid_high"]), "final_fid_inf": float(final["fid_inf"]),
+            "final_macs": float(final["macs"]), "final_storage_bytes": float(final["storage_bytes"]),
+            "fid_tolerance": tol,
+            "sparsest_within_tol_round": int(best["round"]) if best is not None else None,
+            "sparsest_within_tol_sparsity": float(best["sparsity"]) if best is not None else float("nan"),
+        })
+    out = pd.DataFrame(out)
+    out["sparsest_within_tol_round"] = out["sparsest_within_tol_round"].astype("Int64")
+    return out
+
+
+CLAIM = "layerwise is sparser or cheaper at equal FID (vs uniform)"
+
+
+def layerwise_findings(rows: pd.DataFrame, exps: pd.DataFrame, default_tolerance: float) -> list[dict[str, Any]]:
+    """One verdict row per layerwise experiment, against a uniform experiment of the same rewind mode
+    (else any uniform one), at the sparsest round both reached (equal global sparsity by construction).
+    Paired by seed when both ran the same seeds, unpaired otherwise; margin: the uniform run's
+    report.fid_tolerance. Rule: pipeline.report.verdicts.LAYERWISE_RULE."""
+    main = main_rows(rows)
+    uniform = exps[exps["schedule"] == "uniform"]
+    out = []
+    for _, lw in exps[exps["schedule"] == "layerwise"].iterrows():
+        same = uniform[uniform["rewind"] == lw["rewind"]]
+        base = (same if not same.empty else uniform)
+        if base.empty:
+            out.append({"claim": CLAIM, "layerwise": lw["experiment"], "uniform": None, "round": None,
+                        "verdict": NOT_MEASURED, "test": "no uniform-schedule run to compare with",
+                        "effect": float("nan"), "ci": [float("nan"), float("nan")], "macs_ratio": float("nan")})
+            continue
+        u = base.iloc[0]
+        a, b = main[main["experiment"] == lw["experiment"]], main[main["experiment"] == u["experiment"]]
+        common = sorted(set(a.loc[a["round"] > 0, "round"]) & set(b.loc[b["round"] > 0, "round"]))
+        if not common:
+            out.append({"claim": CLAIM, "layerwise": lw["experiment"], "uniform": u["experiment"], "round": None,
+                        "verdict": NOT_MEASURED, "test": "no pruned round in common",
+                        "effect": float("nan"), "ci": [float("nan"), float("nan")], "macs_ratio": float("nan")})
+            continue
+        k = common[-1]
+        a, b = a[a["round"] == k].sort_values("seed"), b[b["round"] == k].sort_values("seed")
+        if a["seed"].tolist() == b["seed"].tolist():
+            est = paired_difference_ci(a["fid"].tolist(), a["fid_std"].tolist(), b["fid"].tolist(), b["fid_std"].tolist())
+        else:
+            est = unpaired_difference_ci(a["fid"].tolist(), a["fid_std"].tolist(), b["fid"].tolist(), b["fid_std"].tolist())
+        ratio = float(a["macs"].mean() / b["macs"].mean())
+        margin = u["fid_tolerance"] if pd.notna(u["fid_tolerance"]) else default_tolerance
+        out.append({"claim": CLAIM, "layerwise": lw["experiment"], "uniform": u["experiment"], "round": int(k),
+                    "sparsity": [float(a["sparsity"].mean()), float(b["sparsity"].mean())],
+                    "verdict": layerwise_verdict(ratio, est.ci, margin), "effect": est.mean,
+                    "ci": [est.low, est.high], "macs_ratio": ratio, "margin": float(margin),
+                    "test": f"ΔFID layerwise − uniform; {est.rule}; margin {margin:g}; {LAYERWISE_RULE}"
+                            + ("" if u["rewind"] == lw["rewind"] else
+                               f" (no uniform run with rewind {lw['rewind']}: compared with rewind {u['rewind']})")})
+    return out
+
+
+def _label(e: pd.Series) -> str:
+    return (f"{e['experiment']} ({e['schedule']}, rewind={e['rewind']}; {e['feature_extractor']} "
+            f"{_short(e['extractor_sha256'])}, N={e['num_samples']})")
+
+
+def plot_compare(rows: pd.DataFrame, summary: pd.DataFrame, x: str, title_suffix: str = ""):
+    """FID vs `x` ('remaining_pct' or 'macs'): per experiment each seed (thin) and the mean over its
+    seeds with the 95 % interval of the mean (band)."""
+    from pipeline.report.figures import log_axis_plain, macs_unit, sparsity_axis
+
+    curves = experiment_curves(rows)
+    main = main_rows(rows)
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    scale, unit = macs_unit(main["macs"]) if x == "macs" else (1.0, "")
+    cmap = plt.get_cmap("tab10")
+    for i, (_, e) in enumerate(summary.iterrows()):
+        color = cmap(i % 10)
+        r = main[main["experiment"] == e["experiment"]]
+        for seed, s in r.groupby("seed"):
+            s = s.sort_values("sparsity")
+            ax.plot(s[x] / scale, s["fid"], color=color, lw=0.8, alpha=0.4, marker=".",
+                    label=f"{e['experiment']} seed {seed}")
+        c = curves[curves["experiment"] == e["experiment"]].sort_values("sparsity")
+        ax.plot(c[x] / scale, c["fid"], color=color, lw=2, marker="o", label=f"mean: {_label(e)}")
+        ax.fill_between(c[x] / scale, c["fid_low"].fillna(c["fid"]), c["fid_high"].fillna(c["fid"]), color=color,
+                        alpha=0.12)
+    extractors = ", ".join(sorted({f"{n} {_short(h)}" for n, h in zip(main["feature_extractor"], main["extractor_sha256"])}))
+    what = "thin: each seed; thick: mean with 95 % CI band"
+    if x == "remaining_pct":
+        sparsity_axis(ax, main["remaining_pct"])
+        ax.set_title(f"FID vs remaining weights across experiments{title_suffix}\n({what})", fontsize=10)
+    else:
+        log_axis_plain(ax)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlabel(f"multiply-accumulates per image forward ({unit}, kept weights only, log scale)")
+        ax.set_title(f"FID vs compute across experiments{title_suffix}\n({what})", fontsize=10)
+    ax.set_ylabel(f"FID ({extractors} features; lower is better)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def _cell(v: Any, spec: str = "") -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return "–"
+    return format(v, spec) if spec else str(v)
+
+
+def _pm(mean: float, sd: float) -> str:
+    return f"{_cell(mean, '.2f')} ± {_cell(sd, '.2f')}"
+
+
+def _pm_ci(s: pd.Series, col: str) -> str:
+    return f"{_pm(s[col], s[col + '_sd'])} [{_cell(s[col + '_low'], '.2f')}, {_cell(s[col + '_high'], '.2f')}]"
+
+
+def _group_markdown(summary: pd.DataFrame, findings: list[dict], suffix: str, heading: Optional[str]) -> list[str]:
+    from pipeline.report.figures import macs_unit
+
+    scale, unit = macs_unit(summary["final_macs"])
+    lines = [f"## {heading}", ""] if heading else []
+    lines += ["| claim | layerwise run | uniform run | read at | MACs ratio | ΔFID (layerwise − uniform) | 95 % interval "
+              "| test | verdict |", "|" + "---|" * 9]
+    if not findings:
+        lines.append(f"| {CLAIM} | – | – | – | – | – | – | no layerwise experiment among these runs | {NOT_MEASURED} |")
+    for f in findings:
+        lo, hi = f["ci"]
+        at = "–" if f["round"] is None else \
+            f"round {f['round']} ({100 * f['sparsity'][0]:.1f} % vs {100 * f['sparsity'][1]:.1f} % sparse)"
+        lines.append("| " + " | ".join([
+            f["claim"], f["layerwise"], _cell(f["uniform"]), at, _cell(f["macs_ratio"], ".3f"),
+            _cell(f["effect"], "+.2f"), f"[{_cell(lo, '.2f')}, {_cell(hi, '.2f')}]", f["test"], f["verdict"]]) + " |")
+    header = ["experiment", "rev", "schedule", "rewind", "seeds", "extractor", "N", "rounds",
+              "dense FID mean ± sd [95 % CI]", "final sparsity (%)", "final FID mean ± sd [95 % CI]", "final FID∞ (mean)",
+              f"final MACs ({unit})", "sparsest within tolerance"]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, s in summary.iterrows():
+        within = "none" if pd.isna(s["sparsest_within_tol_round"]) else \
+            f"round {int(s['sparsest_within_tol_round'])} ({100 * s['sparsest_within_tol_sparsity']:.1f}%, ΔFID ≤ {s['fid_tolerance']:g})"
+        lines.append("| " + " | ".join([
+            s["experiment"], s["rev"], s["schedule"], s["rewind"], s["seeds"],
+            f"{s['feature_extractor']} {_short(s['extractor_sha256'])}", s["num_samples"], str(s["rounds"]),
+            _pm_ci(s, "dense_fid"), _cell(100 * s["final_sparsity"], ".2f"), _pm_ci(s, "final_fid"),
+            _cell(s["final_fid_inf"], ".2f"),
+            _cell(s["final_macs"] / scale, ".3f"), within]) + " |")
+    lines += ["", f"![FID vs sparsity](compare_fid_vs_sparsity{suffix}.png)", "",
+              f"![FID vs MACs](compare_fid_vs_macs{suffix}.png)", ""]
+    return lines
+
+
+def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict]]], notes: list[str]) -> str:
+    n = sum(len(summary) for _, summary, _ in groups)
+    lines = ["# Experiments compared", "",
+             f"{n} run(s) from `dvc exp show` (workspace, baseline commit, experiments). FID: mean ± sd over each "
+             "run's eval seeds, with the 95 % interval of the mean (between-seed variance plus each run's bootstrap "
+             "variance, Student-t); plots show each seed thin and the mean with that interval as a band. Controls "
+             "(artifacts/eval/controls/) are not part of these curves.", ""]
+    split = len(groups) > 1
+    if split:
+        lines += ["The runs used different FID extractors, so each extractor's runs are compared apart below; "
+                  "never compare FIDs across these sections.", ""]
+    for suffix, summary, findings in groups:
+        heading = None
+        if split:
+            name, sha = summary["feature_extractor"].iloc[0], summary["extractor_sha256"].iloc[0]
+            heading = f"Runs measured with extractor {name} {_short(sha)} (sha256 {sha})"
+        lines += _group_markdown(summary, findings, suffix, heading)
+    if n == 1:
+        lines += ["Only one run has eval metrics (no DVC experiments yet); run e.g. "
+                  "`dvc exp run -S sparsity.schedule=layerwise` to add one.", ""]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {x}" for x in notes] + [""]
+    return "\n".join(lines)
+
+
+def _default_tolerance(repo: Path) -> float:
+    from pipeline.core.config import load_params
+
+    try:
+        return load_params(Path(repo) / "params.yaml").report.fid_tolerance
+    except ConfigError:
+        return DEFAULT_TOLERANCE
+
+
+def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), split_extractors: bool = False) -> list[Path]:
+    """Plots and tables comparing every DVC experiment's sparsity/FID/MACs curves, with spread over seeds
+    and a verdict on the layerwise claim. Runs measured with different FID extractors are refused, or
+    with `split_extractors` compared apart (one set of plots per extractor, suffixed by its short hash)."""
+    rows, exps, notes = parse_exp_show(exp_show_json(repo))
+    if rows.empty:
+        raise ConfigError(f"{Path(repo).resolve()}: no run has artifacts/eval/s*/r*/metrics.json among its DVC "
+                          "metrics; run the pipeline (`dvc repro`) and declare them as metrics in dvc.yaml")
+    groups = extractor_groups(rows)
+    if not split_extractors:
+        check_one_extractor(groups)
+    out_dir = Path(out_dir)
+    tolerance = _default_tolerance(repo)
+    written, sections = [], []
+    for sha, names in groups.items():
+        suffix = f"-{_short(sha)}" if len(groups) > 1 else ""
+        r, e = rows[rows["experiment"].isin(names)], exps[exps["experiment"].isin(names)]
+        summary = summary_table(r, e, tolerance)
+        findings = layerwise_findings(r, e, tolerance)
+        title = f" (extractor {_short(sha)})" if suffix else ""
+        written += [
+            save_figure(plot_compare(r, summary, "remaining_pct", title), out_dir / f"compare_fid_vs_sparsity{suffix}.png",
+                        dpi=110),
+            save_figure(plot_compare(r, summary, "macs", title), out_dir / f"compare_fid_vs_macs{suffix}.png", dpi=110),
+            save_text(summary.to_csv(index=False), out_dir / f"compare{suffix}.csv"),
+        ]
+        sections.append((suffix, summary, findings))
+    written += [save_text(rows.to_csv(index=False), out_dir / "compare_rounds.csv"),
+                save_json(_clean([f for _, _, fs in sections for f in fs]), out_dir / "compare_findings.json"),
+                save_text(_markdown(sections, notes), out_dir / "compare.md")]
+    return written
+
+
+def _clean(obj: Any) -> Any:
+    """NaN -> None, so the JSON stays valid."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, list):
+        return [_clean(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,57 @@
+"""The study's training recipe from params: how a dense run or a masked retrain is identified
+(its checkpoint fingerprint), trained and written. The `dense`, `retrain` and `control` stages use it.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.core.config import Params
+from pipeline.core.io import load_torch, save_text
+from pipeline.ddpm.data import load_dataset
+from pipeline.ddpm.diffusion import Diffusion
+from pipeline.runtime import distributed
+from pipeline.runtime.device import configure_threads, pick_device
+from pipeline.sparsity import tickets
+from pipeline.sparsity.masks import Mask
+from pipeline.train.loop import TrainResult, train
+
+
+def write_training_outputs(out: Path, result: TrainResult, mask: Mask | None, **meta) -> bool:
+    """Write a trained net's outputs on rank 0; False on the other ranks. No sample grid here: the
+    eval stage samples every trained net anyway (and the report uses its grid)."""
+    if not distributed.is_main():
+        return False
+    tickets.save_ticket(out / "model.pt", result.model, result.ema, mask, **meta)
+    save_text(pd.DataFrame(result.history).to_csv(index=False), out / "loss.csv")
+    return True
+
+
+def training_fingerprint(params: Params, *extra) -> str:
+    """Identifies a training run: its recipe plus whatever else decides it (seed, input files).
+    train() adds the device type."""
+    return params.fingerprint("data", "model", "diffusion", "train") + "-" + "-".join(map(str, extra))
+
+
+def digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
+
+
+def train_masked(params: Params, seed: int, mask_path: Path, weights_path: Path, out: Path, checkpoint: Path,
+                 tag: str, desc: str, **meta) -> None:
+    """Train the masked net at `weights_path` with the ticket recipe (the dense run's data seed,
+    from params.start_step() to train.steps) and save it under `out` in save_ticket's format."""
+    configure_threads(params.train.threads)
+    device = pick_device()
+    mask = Mask.from_state_dict(load_torch(mask_path)).to(device)
+    model = tickets.new_model(params).to(device)
+    model.load_state_dict(load_torch(weights_path, map_location=device))
+    result = train(model, Diffusion(params.diffusion, device), load_dataset(params.data), params.train,
+                   steps=params.train.steps, seed=seed, start_step=params.start_step(), mask=mask,
+                   hflip=params.data.hflip, checkpoint=checkpoint,
+                   fingerprint=training_fingerprint(params, tag, seed, digest(mask_path), digest(weights_path)),
+                   desc=desc)
+    out.mkdir(parents=True, exist_ok=True)
+    write_training_outputs(out, result, mask, seed=seed, **meta)

@@ -1,0 +1,609 @@
+"""The per-run report (pipeline.report) on a fake results set, and the cross-experiment comparison
+(pipeline.report.compare) on crafted and real `dvc exp show --json` output."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline.app.params import parse_params
+from pipeline.core.config import ConfigError
+from pipeline.report.build import build_report
+from pipeline.report.render import png_data_uri
+from pipeline.report.tables import sparsest_within_tolerance
+
+SEEDS, ROUNDS = (1, 2), (1, 2, 3)
+LAYERS = ["time_embed.1.weight", "down.0.blocks.0.conv1.weight", "down.1.blocks.0.conv1.weight",
+          "mid_block1.conv1.weight", "up.0.blocks.0.conv1.weight", "up.1.blocks.0.conv1.weight",
+          "final_block.conv1.weight"]
+FIDS = {0: 50.0, 1: 55.5, 2: 59.25, 3: 80.125}  # seed 1; seed 2 is 0.5 higher. Within 10 of dense: rounds 1, 2
+SHA = "0123456789ab" + "c" * 52
+EDGES = [0, 250, 500, 750, 1000]
+CLAIMS = {  # similarity summary.json 'claims' (interface 4)
+    "upstream_vs_downstream": {"effect": 0.12, "ci": [0.05, 0.2], "ci_level": 0.95, "test": "bootstrap over layers",
+                               "p_value": 0.01, "round": 3, "direction": "positive"},
+    "resolution_matched": {"effect": -0.02, "ci": [-0.1, 0.06], "ci_level": 0.95, "test": "bootstrap over levels",
+                           "p_value": 0.6, "round": 3, "direction": "positive",
+                           "levels": [{"level": i, "encoder": f"down{i}", "decoder": f"up{1 - i}", "resolution": 8 >> i,
+                                       "encoder_mean": m, "encoder_ci": [m - 0.1, m + 0.1], "decoder_mean": m + d,
+                                       "decoder_ci": [m + d - 0.1, m + d + 0.1], "effect": -d,
+                                       "ci": [-d - 0.1, -d + 0.1], "p_value": 0.6}
+                                      for i, (m, d) in enumerate([(0.5, 0.0), (0.4, 0.04)])]},
+    "beyond_magnitude": {"effect": -0.05, "ci": [-0.09, -0.01], "ci_level": 0.95, "test": "bootstrap over layers",
+                         "p_value": 0.02, "round": 3, "direction": "positive", "ticket_agreement": 0.4,
+                         "baseline_agreement": 0.45},
+}
+
+
+def _params(**report):
+    return parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+                         "controls": {"rounds": []}, "report": report})
+
+
+def _fid(seed: int, k: int) -> float:
+    return FIDS[k] + 0.5 * (seed - 1)
+
+
+def _metrics(seed: int, k: int, schedule: str = "uniform", fid: float | None = None, kind: str | None = None,
+             **extra) -> dict:
+    sparsity = 1 - 0.45 ** k
+    fid = _fid(seed, k) if fid is None else fid
+    kind = kind or ("dense" if k == 0 else "ticket")
+    return {"seed": seed, "round": k, "schedule": schedule if k else "dense", "sparsity": sparsity,
+            "prunable_total": 10000, "prunable_kept": round(10000 * (1 - sparsity)), "params_total": 12000,
+            "params_kept": 2000 + round(10000 * (1 - sparsity)), "macs_dense": 3_000_000,
+            "macs": int(3_000_000 * (1 - 0.8 * sparsity)), "storage_bytes": int(48000 * (1 - 0.7 * sparsity)),
+            "storage_dense_bytes": 48000, "fid": fid, "kid_mean": 0.01 * (k + 1) + 0.001 * seed,
+            "kid_std": 0.001, "heldout_loss": 0.04 + 0.001 * k, "feature_extractor": "classifier",
+            "num_samples": 500, "sampler": "DDIM-50", "kind": kind, "rewind": "none" if k == 0 else "checkpoint",
+            "fid_ci": [fid - 1.0, fid + 1.0], "fid_std": 0.5, "fid_ci_level": 0.95, "fid_bootstrap": 200,
+            "fid_ci_method": "generated samples resampled with replacement; reference statistics fixed",
+            "fid_inf": fid - 2.0, "fid_inf_ci": [fid - 3.5, fid - 0.5], "fid_inf_sizes": [100, 200, 500],
+            "extractor_sha256": SHA, "heldout_loss_se": 0.0005,
+            "heldout_loss_by_t": [0.1 / (b + 1) * (1 + 0.1 * k + (0.3 if kind != "ticket" and k else 0))
+                                  for b in range(len(EDGES) - 1)],
+            "heldout_t_edges": EDGES, **extra}
+
+
+def _png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((34, 34), value, dtype=np.uint8)).save(path)
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def make_fake_results(root: Path, with_optional: bool = True, controls: bool = False) -> None:
+    for seed in SEEDS:
+        for k in (0, *ROUNDS):
+            _write(root / f"eval/s{seed}/r{k}/metrics.json", _metrics(seed, k))
+            _png(root / f"eval/s{seed}/r{k}/samples.png", 40 * k + 10)
+        for k in ROUNDS:
+            sp = 1 - 0.45 ** k
+            layers = {n: {"total": 100 * (i + 1), "kept": int(100 * (i + 1) * (1 - sp)), "sparsity": sp + 0.01 * i - 0.03}
+                      for i, n in enumerate(LAYERS)}
+            _write(root / f"imp/s{seed}/r{k}/prune/mask.json",
+                   {"total": 2800, "kept": int(2800 * (1 - sp)), "sparsity": sp, "layers": layers,
+                    "seed": seed, "round": k, "schedule": "uniform", "rate": 0.55})
+    if controls:  # interface 1: artifacts/eval/controls/{kind}/s{seed}/r{k}/metrics.json, at round 3
+        for seed in SEEDS:
+            _write(root / f"eval/controls/reinit/s{seed}/r3/metrics.json",
+                   _metrics(seed, 3, fid=90.0 + seed, kind="reinit", rewind="checkpoint"))
+            _write(root / f"eval/controls/random/s{seed}/r3/metrics.json",
+                   _metrics(seed, 3, fid=_fid(seed, 3) + 0.2 * (-1) ** seed, kind="random", rewind="checkpoint"))
+        _write(root / "eval/controls/reinit/s9/r3/metrics.json", _metrics(9, 3, fid=1.0, kind="reinit"))  # stale seed
+    _write(root / "eval/s1/r7/metrics.json", _metrics(1, 3, fid=1.0))  # stale: round 7 not in params
+    if with_optional:
+        rows = [{"round": k, "layer": n, "block": b, "depth": d, "metric": m, "value": v}
+                for k in ROUNDS for d, (n, b) in enumerate(zip(LAYERS, ["time", "down0", "down1", "mid", "up0", "up1", "output"]))
+                for m, v in (("kappa", 0.9 - 0.1 * d), ("jaccard", 0.8 - 0.05 * d), ("jaccard_chance", 0.3))]
+        (root / "similarity").mkdir(parents=True)
+        pd.DataFrame(rows).to_csv(root / "similarity/similarity.csv", index=False)
+        _write(root / "similarity/summary.json", {"metric": "kappa", "finding": "Upstream layers agree more (fake).",
+                                                  "claims": CLAIMS})
+        _write(root / "layer_rates/rates.json", {"metric": "kappa", "strength": 1.0, "target_sparsity": 0.9,
+                                                 "agreement": {n: 0.9 - 0.1 * i for i, n in enumerate(LAYERS)},
+                                                 "weights": {n: 0.5 + 0.2 * i for i, n in enumerate(LAYERS)}})
+
+
+EXPECTED = ["fid_vs_sparsity.png", "fid_vs_cost.png", "heldout_by_t.png", "layer_sparsity.png",
+            "similarity_heatmap.png", "similarity_depth.png", "similarity_claims.png", "layer_rates.png",
+            "samples.png", "summary.md", "index.html", "fid_vs_sparsity.csv", "heldout_by_t.csv", "metrics.json"]
+
+
+def _md_table(md: str, section: str) -> list[dict]:
+    """A table of summary.md's `section` as dicts."""
+    part = md.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in part.splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One report on the fake results (two seeds, two control kinds), built once for the tests that read it."""
+    pytest.importorskip("pipeline.similarity.agreement")  # block colours and similarity figures come from it
+    root = tmp_path_factory.mktemp("run")
+    make_fake_results(root / "artifacts", controls=True)
+    written = build_report(_params(fid_tolerance=10.0), out_dir=root / "reports", artifacts_root=root / "artifacts")
+    return root, written
+
+
+def test_report_writes_every_file(report):
+    root, written = report
+    out = root / "reports"
+    assert sorted(p.name for p in written) == sorted(EXPECTED)
+    for name in EXPECTED:
+        path = out / name
+        assert path.stat().st_size > 0, name
+        if name.endswith(".png"):
+            assert Image.open(path).size[0] > 200
+    assert "## Notes" not in (out / "summary.md").read_text()  # nothing optional was missing
+
+
+def test_findings_table_opens_the_summary(report):
+    root, _ = report
+    md = (root / "reports/summary.md").read_text()
+    first_section = md.split("\n## ", 2)[1]
+    assert first_section.startswith("Findings\n")
+    rows = {r["claim"]: r for r in _md_table(md, "Findings")}
+    ticket = rows["winning tickets exist at ≥ 90 % sparsity (ticket vs dense)"]
+    # round 3 (90.9 %): ΔFID = 30.125 on both seeds; far beyond the margin 10 -> contradicted
+    assert ticket["read at"].startswith("round 3") and float(ticket["effect"]) == pytest.approx(30.125, abs=5e-4)
+    assert ticket["verdict"] == "contradicted" and "non-inferiority, margin 10" in ticket["test"]
+    assert "Δ held-out loss +0.00300" in ticket["also measured"]
+    reinit, random = rows["the ticket beats the reinit control"], rows["the ticket beats the random control"]
+    assert reinit["verdict"] == "supported" and float(reinit["effect"]) == pytest.approx(11.125, abs=5e-4)
+    assert random["verdict"] == "inconclusive at this scale"  # seeds straddle the ticket
+    assert rows["upstream blocks agree more than downstream blocks (forward order)"]["verdict"] == "supported"
+    assert rows["encoder blocks agree more than decoder blocks at the same resolution"]["verdict"] == \
+        "inconclusive at this scale"
+    assert rows["the two tickets agree beyond what each shares with its starting magnitudes"]["verdict"] == "contradicted"
+    assert "agree no more with each other than each agrees with the magnitude mask" in md
+    metrics = json.loads((root / "reports/metrics.json").read_text())
+    assert [f["verdict"] for f in metrics["findings"]] == [r["verdict"] for r in rows.values()]
+
+
+def test_tables_show_spread_intervals_and_extractor_hash(report):
+    root, _ = report
+    md = (root / "reports/summary.md").read_text()
+    means = _md_table(md, "Mean over seeds")
+    assert [(r["kind"], r["round"]) for r in means] == [("dense", "0"), ("ticket", "1"), ("ticket", "2"),
+                                                        ("ticket", "3"), ("control: random", "3"),
+                                                        ("control: reinit", "3")]
+    dense = means[0]
+    assert dense["FID mean ± sd"] == "50.25 ± 0.35"  # seeds 50.0 and 50.5
+    lo, hi = (float(x) for x in dense["FID 95 % CI of mean"].strip("[]").split(","))
+    assert lo < 50.0 and hi > 50.5
+    assert all("±" in r["FID mean ± sd"] and "±" in r["KID mean ± sd"] for r in means)
+    per_seed = _md_table(md, "Results per seed and round")
+    assert len(per_seed) == 2 * 4 + 4  # two seeds x (dense + 3 rounds) + two controls x two seeds; stale ones left out
+    for r in per_seed:
+        m = json.loads((root / "artifacts" / _path(r)).read_text())
+        fid, ci = r["FID [95 % CI]"].split(" ", 1)
+        assert float(fid) == pytest.approx(m["fid"], abs=0.005)
+        assert ci == f"[{m['fid_ci'][0]:.2f}, {m['fid_ci'][1]:.2f}]"
+        assert r["FID∞ [95 % CI]"].startswith(f"{m['fid_inf']:.2f} [")
+        assert r["extractor"] == "classifier 0123456789ab"
+        assert float(r["sparsity (%)"]) == pytest.approx(100 * m["sparsity"], abs=0.005)
+        assert int(r["params kept"].replace(",", "")) == m["params_kept"]
+        assert float(r["MACs (MMACs)"]) == pytest.approx(m["macs"] / 1e6, abs=5e-4)
+        assert float(r["KID"].split("±")[0]) == pytest.approx(m["kid_mean"], abs=5e-5)
+        assert float(r["heldout loss ± SE"].split("±")[0]) == pytest.approx(m["heldout_loss"], abs=5e-6)
+    assert f"weights sha256 {SHA}" in md and "on 500 generated samples (DDIM-50 sampler)" in md
+
+
+def _path(row: dict) -> str:
+    kind, seed, k = row["kind"], row["seed"], row["round"]
+    if kind.startswith("control: "):
+        return f"eval/controls/{kind.removeprefix('control: ')}/s{seed}/r{k}/metrics.json"
+    return f"eval/s{seed}/r{k}/metrics.json"
+
+
+def test_curves_show_each_seed_the_mean_and_the_controls():
+    from pipeline.report import figures as F
+    from pipeline.report.inputs import load_eval_table
+    from pipeline.report.tables import seed_stats
+
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        make_fake_results(Path(tmp), with_optional=False, controls=True)
+        df = load_eval_table(_params(), Path(tmp))
+    fig = F.plot_fid_vs_sparsity(df, seed_stats(df), 10.0)
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["seed 1"].get_ydata()) == [_fid(1, k) for k in (0, *ROUNDS)]
+    assert list(lines["seed 2"].get_ydata()) == [_fid(2, k) for k in (0, *ROUNDS)]
+    assert list(lines["mean over 2 seed(s)"].get_ydata()) == pytest.approx([_fid(1, k) + 0.25 for k in (0, *ROUNDS)])
+    assert lines["seed 1"].get_linewidth() < lines["mean over 2 seed(s)"].get_linewidth()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "mean: 95 % CI of mean" in labels  # the band
+    assert {"reinit control, per seed", "random control, per seed"} <= set(labels)
+    markers = {c.get_label(): c for c in ax.containers}  # the controls' mean with error bars
+    assert set(markers) == {"reinit control, mean (95 % CI of mean)", "random control, mean (95 % CI of mean)"}
+
+
+def test_ticket_claim_reads_the_sparsest_round_past_90_percent(tmp_path):
+    from pipeline.report import findings as FD
+    from pipeline.report.inputs import load_eval_table
+
+    make_fake_results(tmp_path, with_optional=False)
+    df = load_eval_table(_params(), tmp_path)
+    full = FD.ticket_vs_dense(df, margin=40.0)  # ΔFID 30.125 ± 6.35 is within a margin of 40
+    assert full["verdict"] == "supported" and full["read_at"].startswith("round 3 (90.9 % sparse), 2 seed(s)")
+    moved = df.copy()
+    moved.loc[moved["round"] == 3, "fid"] += 15.0  # now 45.1 ± 6.35: straddles 40
+    assert FD.ticket_vs_dense(moved, margin=40.0)["verdict"] == "inconclusive at this scale"
+    short = FD.ticket_vs_dense(df[df["round"] < 3], margin=40.0)
+    assert short["verdict"] == "not measured"
+    assert short["test"] == "no round reaches 90 % sparsity (sparsest: 79.8 % at round 2)"
+
+
+def test_heldout_by_t_csv_is_tidy_and_matches_metrics(report):
+    root, _ = report
+    csv = pd.read_csv(root / "reports/heldout_by_t.csv")
+    assert list(csv.columns) == ["kind", "seed", "round", "sparsity", "bucket", "t_lo", "t_hi", "loss"]
+    assert set(csv["kind"]) == {"dense", "ticket", "reinit", "random"}
+    assert len(csv) == (2 * 4 + 2 * 2) * (len(EDGES) - 1)
+    m = json.loads((root / "artifacts/eval/s2/r3/metrics.json").read_text())
+    rows = csv[(csv["kind"] == "ticket") & (csv["seed"] == 2) & (csv["round"] == 3)].sort_values("bucket")
+    assert rows["loss"].tolist() == pytest.approx(m["heldout_loss_by_t"])
+    assert rows["t_lo"].tolist() == EDGES[:-1] and rows["t_hi"].tolist() == EDGES[1:]
+
+    from pipeline.report.figures import heldout_ratio
+    ratio = heldout_ratio(csv).set_index(["kind", "round", "bucket"])["ratio"]
+    assert ratio.loc[("ticket", 3, 0)] == pytest.approx(1.3)  # (1 + 0.1 k) relative to dense
+    assert ratio.loc[("reinit", 3, 2)] == pytest.approx(1.6)
+
+
+def test_heldout_by_t_keeps_an_empty_bucket_as_missing():
+    """Fewer held-out items than buckets leaves a bucket empty (metrics.json holds null there)."""
+    from pipeline.report.figures import heldout_ratio
+    from pipeline.report.inputs import heldout_by_t_table
+
+    rows = pd.DataFrame([{"kind": kind, "seed": 1, "round": k, "sparsity": 0.5 * k,
+                          "heldout_loss_by_t": [0.2 * (1 + k), None, 0.1 * (1 + k)], "heldout_t_edges": [0, 10, 20, 30]}
+                         for kind, k in (("dense", 0), ("ticket", 1))])
+    table = heldout_by_t_table(rows)
+    assert len(table) == 6 and table.loc[table["bucket"] == 1, "loss"].isna().all()
+    ratio = heldout_ratio(table).set_index(["kind", "round", "bucket"])["ratio"]
+    assert ratio.loc[("ticket", 1, 0)] == pytest.approx(2.0) and ratio.loc[("ticket", 1, 2)] == pytest.approx(2.0)
+
+
+def test_report_is_byte_stable(report, tmp_path):
+    root, written = report
+    again = build_report(_params(fid_tolerance=10.0), out_dir=tmp_path / "reports", artifacts_root=root / "artifacts")
+    for a, b in zip(written, again):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_csv_and_metrics(report):
+    root, _ = report
+    out = root / "reports"
+    csv = pd.read_csv(out / "fid_vs_sparsity.csv")
+    main = csv[(csv["seed"] == 1) & csv["kind"].isin(["dense", "ticket"])].sort_values("round")
+    assert main["round"].tolist() == [0, *ROUNDS]  # stale r7 left out
+    assert main["fid"].tolist() == [FIDS[k] for k in (0, *ROUNDS)]
+    assert (main["schedule"] == "uniform").all()
+    ctrl = csv[csv["kind"] == "reinit"].sort_values("seed")
+    assert ctrl["fid"].tolist() == [91.0, 92.0] and ctrl["seed"].tolist() == [1, 2]  # stale seed 9 left out
+    assert np.allclose(csv["remaining_pct"], 100 * (1 - csv["sparsity"]))
+    assert np.allclose(csv["fid_ci_high"] - csv["fid_ci_low"], 2.0)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dense_fid"] == 50.25 and metrics["final_fid"] == 80.375
+    assert metrics["final_sparsity"] == pytest.approx(1 - 0.45 ** 3)
+    assert metrics["sparsest_within_tolerance"]["round"] == 2
+    assert metrics["feature_extractor"] == "classifier" and metrics["extractor_sha256"] == SHA
+    md = (out / "summary.md").read_text()
+    assert "Upstream layers agree more (fake)." in md
+    assert "Seed 1: the sparsest ticket within ΔFID ≤ 10 of dense is round 2 at 79.75% sparsity" in md
+
+
+def test_html_is_self_contained(report):
+    root, written = report
+    out = root / "reports"
+    page = (out / "index.html").read_text()
+    assert "http" not in page.lower()
+    assert "<script" not in page and "<link" not in page
+    n_png = sum(p.suffix == ".png" for p in written)
+    assert page.count("data:image/png;base64,") == n_png == 9
+    assert page.index("<h2>Findings</h2>") < page.index("<h2>Setup</h2>")
+    assert "Upstream layers agree more (fake)." in page
+
+
+def test_png_data_uri_avoids_http_by_chance():
+    import base64
+    # PNG-like bytes whose base64 spells 'http' (case-insensitively) after the header
+    body = b"\x89PNG\r\n\x1a\n" + b"\x00" * 25
+    spell = base64.b64decode("aHTTpAAA")  # 6 bytes whose base64 starts with 'aHTTp'
+    raw = body + b"\x00\x00\x00" + spell * 50
+    assert "http" in base64.b64encode(raw).decode().lower()
+    uri = png_data_uri(raw)
+    assert "http" not in uri.lower()
+    decoded = base64.b64decode(uri.split(",", 1)[1])
+    assert decoded[:33] == raw[:33] and decoded.endswith(raw[33:])  # only a chunk was inserted
+
+
+def test_sparsest_within_tolerance_picks_the_sparsest_qualifying_round():
+    rows = pd.DataFrame({"round": [0, 1, 2, 3, 4], "sparsity": [0.0, 0.5, 0.75, 0.875, 0.94],
+                         "fid": [40.0, 52.0, 45.0, 49.5, 60.0]})
+    # round 1 is outside (+12), rounds 2 and 3 inside, round 4 outside: the sparsest inside is 3
+    assert int(sparsest_within_tolerance(rows, 10.0)["round"]) == 3
+    assert int(sparsest_within_tolerance(rows, 9.5)["round"]) == 3  # boundary counts as within
+    assert int(sparsest_within_tolerance(rows, 5.0)["round"]) == 2
+    assert sparsest_within_tolerance(rows, 4.0) is None
+    better = rows.assign(fid=[40.0, 30.0, 35.0, 39.0, 41.0])  # better than dense also qualifies
+    assert int(sparsest_within_tolerance(better, 0.5)["round"]) == 3
+
+
+def test_missing_metrics_names_the_file_and_stage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_fake_results(Path("artifacts"), with_optional=False)
+    os.remove("artifacts/eval/s1/r2/metrics.json")
+    with pytest.raises(ConfigError, match=r"artifacts/eval/s1/r2/metrics.json: missing; .*stage 'eval' \(seed 1, round 2\)"):
+        build_report(_params())
+
+
+def test_stage_entry_without_optional_inputs(tmp_path):
+    """`python -m stages.report` in a run without similarity/rates and no ticket within tolerance."""
+    pytest.importorskip("pipeline.similarity.agreement")
+    make_fake_results(tmp_path / "artifacts", with_optional=False)
+    (tmp_path / "params.yaml").write_text(json.dumps(_params(fid_tolerance=1.0).model_dump(mode="json")))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-m", "stages.report"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "reports"
+    skipped = {"similarity_heatmap.png", "similarity_depth.png", "layer_rates.png"}  # the claims figure says there are none
+    assert sorted(p.name for p in out.iterdir()) == sorted(set(EXPECTED) - skipped)
+    md = (out / "summary.md").read_text()
+    assert "no ticket stays within ΔFID ≤ 1 of dense" in md
+    assert "similarity.csv not found" in md and "rates.json not found" in md
+    assert json.loads((out / "metrics.json").read_text())["sparsest_within_tolerance"] is None
+    assert (out / "index.html").read_text().count("data:image/png;base64,") == 6
+    rows = {r["claim"]: r for r in _md_table(md, "Findings")}
+    assert rows["upstream blocks agree more than downstream blocks (forward order)"]["verdict"] == "not measured"
+    ticket = rows["winning tickets exist at ≥ 90 % sparsity (ticket vs dense)"]
+    # every IMP seed is evaluated: two seeds, Student-t with 1 df; ΔFID ~30 is beyond margin 1
+    assert ticket["verdict"] == "contradicted" and "Student-t, 1 df over 2 seeds" in ticket["test"]
+
+
+# ------------------------------------------------------------------------------------------------
+# compare
+# ------------------------------------------------------------------------------------------------
+def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkpoint", seeds=(1,), sha: str = SHA,
+         controls: bool = False, macs_scale: float = 1.0) -> dict:
+    def m(s, k, f, **kw):
+        out = _metrics(s, k, schedule if k else "uniform", fid=f + s, extractor_sha256=sha, **kw)
+        out["macs"] = int(out["macs"] * (macs_scale if k else 1.0))
+        return {"data": out}
+
+    metrics = {f"artifacts/eval/s{s}/r{k}/metrics.json": m(s, k, f) for s in seeds for k, f in enumerate(fids)}
+    if controls:  # controls must never be read as main rounds
+        metrics.update({f"artifacts/eval/controls/reinit/s{s}/r{len(fids) - 1}/metrics.json":
+                        m(s, len(fids) - 1, 500.0, kind="reinit") for s in seeds})
+    metrics["reports/metrics.json"] = {"data": {"dense_fid": fids[0]}}
+    return {"rev": rev, "name": name, "data": {
+        "rev": rev, "timestamp": None, "deps": {}, "outs": {}, "meta": {}, "metrics": metrics,
+        "params": {"params.yaml": {"data": {"sparsity": {"schedule": schedule}, "rewind": {"mode": rewind},
+                                            "report": {"fid_tolerance": 10.0}}}}},
+        "error": None, "experiments": None}
+
+
+def _exp_show(lw_sha: str = SHA) -> list[dict]:
+    """The shape of DVC 3.67's `dvc exp show --json` (captured from a throwaway repo)."""
+    workspace = _rev("workspace", None, "global", [50, 55, 70])
+    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2), controls=True)
+    glob = _rev("b" * 40, "glob", "global", [50, 55, 70])  # the workspace after `dvc exp run -n glob`
+    lw = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 59], rewind="init", sha=lw_sha)
+    broken = {"rev": "d" * 40, "name": "bad", "data": {}, "error": {"type": "X", "msg": "boom"}, "experiments": None}
+    base["experiments"] = [{"revs": [glob], "executor": None, "name": "glob"},
+                           {"revs": [lw], "executor": None, "name": "lw"},
+                           {"revs": [broken], "executor": None, "name": "bad"}]
+    return [workspace, base]
+
+
+def test_parse_exp_show():
+    from pipeline.report.compare import main_rows, parse_exp_show, summary_table
+
+    rows, exps, notes = parse_exp_show(_exp_show())
+    assert exps["experiment"].tolist() == ["glob", "lw", "main"]  # workspace == glob, shown once
+    assert exps.set_index("experiment")["schedule"].to_dict() == {"glob": "global", "lw": "layerwise", "main": "uniform"}
+    assert exps.set_index("experiment").loc["lw", "rewind"] == "init"
+    assert any("workspace" in n and "glob" in n for n in notes)
+    assert any(n.startswith("bad:") and "boom" in n for n in notes)
+    lw = rows[rows["experiment"] == "lw"].sort_values("round")
+    assert lw["round"].tolist() == [0, 1, 2, 3] and lw["fid"].tolist() == [51, 53, 57, 60]
+    main = rows[rows["experiment"] == "main"]
+    assert len(main_rows(main)) == 8  # 2 seeds x 4 rounds
+    ctrl = main[main["kind"] == "reinit"]
+    assert sorted(ctrl["seed"]) == [1, 2] and (ctrl["round"] == 3).all() and (ctrl["fid"] > 500).all()
+
+    summary = summary_table(rows, exps, 10.0).set_index("experiment")
+    assert summary.loc["main", "dense_fid"] == 51.5  # mean over seeds 1 and 2; the controls' FID 500 stays out
+    assert summary.loc["main", "final_fid"] == 76.5
+    assert summary.loc["main", "final_fid_sd"] == pytest.approx(np.std([76, 77], ddof=1))
+    assert summary.loc["main", "final_fid_low"] < 76 and summary.loc["main", "final_fid_high"] > 77
+    # mean FIDs 51.5, 59.5, 64.5, 76.5: only round 1 is within 10 of dense
+    assert summary.loc["main", "sparsest_within_tol_round"] == 1
+    assert summary.loc["lw", "sparsest_within_tol_round"] == 3  # 51, 53, 57, 60
+    assert summary.loc["glob", "sparsest_within_tol_round"] == 1  # 51, 56, 71
+
+
+def test_compare_outputs_from_captured_json(tmp_path, monkeypatch):
+    import pipeline.report.compare as C
+
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show())
+    written = C.compare(tmp_path / "cmp", tmp_path)
+    assert {p.name for p in written} == {"compare_fid_vs_sparsity.png", "compare_fid_vs_macs.png", "compare.csv",
+                                         "compare_rounds.csv", "compare_findings.json", "compare.md"}
+    md = (tmp_path / "cmp/compare.md").read_text()
+    for name in ("glob", "lw", "main"):
+        assert f"| {name} |" in md
+    assert "workspace" in md  # named in the notes as identical to glob
+    assert "76.50 ± 0.71 [" in md  # main's final FID: mean ± sd over seeds [interval]
+    csv = pd.read_csv(tmp_path / "cmp/compare.csv")
+    assert set(csv["schedule"]) == {"global", "layerwise", "uniform"}
+    findings = json.loads((tmp_path / "cmp/compare_findings.json").read_text())
+    assert len(findings) == 1
+    f = findings[0]
+    # lw (seed 1, FID 60) vs main (seeds 1, 2: 76, 77) at round 3, equal MACs: better FID, equal cost
+    assert (f["layerwise"], f["uniform"], f["round"]) == ("lw", "main", 3)
+    assert f["effect"] == pytest.approx(60 - 76.5) and f["macs_ratio"] == pytest.approx(1.0)
+    assert "unpaired" in f["test"]
+    assert f"| {f['verdict']} |" in md and "layerwise is sparser or cheaper at equal FID" in md
+
+
+def test_compare_plots_each_seed_and_the_mean(monkeypatch, tmp_path):
+    import pipeline.report.compare as C
+
+    rows, exps, _ = C.parse_exp_show(_exp_show())
+    summary = C.summary_table(rows, exps, 10.0)
+    ax = C.plot_compare(rows, summary, "remaining_pct").axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["main seed 1"].get_ydata()) == [51, 59, 64, 76]
+    assert list(lines["main seed 2"].get_ydata()) == [52, 60, 65, 77]
+    mean = next(ln for label, ln in lines.items() if label.startswith("mean: main"))
+    assert list(mean.get_ydata()) == [51.5, 59.5, 64.5, 76.5]
+    assert len(ax.collections) >= 3  # one interval band per experiment
+    assert not any("reinit" in label for label in lines)
+
+
+def test_compare_refuses_to_mix_extractors(tmp_path, monkeypatch):
+    import pipeline.report.compare as C
+
+    other = "f" * 64
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show(lw_sha=other))
+    with pytest.raises(ConfigError, match=r"different FID extractors .*ffffffffffff: lw.*--split-extractors"):
+        C.compare(tmp_path / "cmp", tmp_path)
+    assert not (tmp_path / "cmp").exists()  # nothing half-written
+
+    written = C.compare(tmp_path / "cmp", tmp_path, split_extractors=True)
+    names = {p.name for p in written}
+    assert {"compare_fid_vs_sparsity-0123456789ab.png", "compare_fid_vs_sparsity-ffffffffffff.png",
+            "compare-0123456789ab.csv", "compare-ffffffffffff.csv"} <= names
+    apart = pd.read_csv(tmp_path / "cmp/compare-ffffffffffff.csv")
+    assert apart["experiment"].tolist() == ["lw"]
+    md = (tmp_path / "cmp/compare.md").read_text()
+    assert md.count("## Runs measured with extractor classifier") == 2
+    # lw's only uniform peer was measured with another extractor: no verdict across extractors
+    assert json.loads((tmp_path / "cmp/compare_findings.json").read_text())[0]["verdict"] == "not measured"
+
+    mixed = _exp_show()
+    mixed[1]["data"]["metrics"]["artifacts/eval/s2/r1/metrics.json"]["data"]["extractor_sha256"] = other
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: mixed)
+    with pytest.raises(ConfigError, match="experiment main: its metrics files name 2 different FID extractors"):
+        C.compare(tmp_path / "cmp2", tmp_path, split_extractors=True)
+
+
+def test_cli_report_compare_refuses_or_splits(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import pipeline.report.compare as C
+    from pipeline.app.cli import app
+
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show(lw_sha="f" * 64))
+    monkeypatch.chdir(tmp_path)
+    refused = CliRunner().invoke(app, ["report", "compare", "--out", "cmp"])
+    assert refused.exit_code == 2 and "different FID extractors" in refused.output
+    split = CliRunner().invoke(app, ["report", "compare", "--out", "cmp", "--split-extractors"])
+    assert split.exit_code == 0, split.output
+    assert "cmp/compare_fid_vs_sparsity-ffffffffffff.png" in split.output
+
+
+@pytest.mark.parametrize("lw_fids, macs_scale, expected", [
+    ([50, 52, 56, 74], 0.8, "supported"),                    # cheaper, FID within the margin of uniform (75)
+    ([50, 52, 56, 95], 0.8, "contradicted"),                 # cheaper but worse by 20 > margin 10
+    ([50, 52, 56, 85], 0.8, "inconclusive at this scale"),   # worse by 10 ± noise: straddles the margin
+])
+def test_layerwise_verdict_from_experiments(lw_fids, macs_scale, expected):
+    from pipeline.report.compare import layerwise_findings, parse_exp_show
+
+    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2))
+    lw = _rev("c" * 40, "lw", "layerwise", lw_fids, seeds=(1, 2), macs_scale=macs_scale)
+    base["experiments"] = [{"revs": [lw], "executor": None, "name": "lw"}]
+    rows, exps, _ = parse_exp_show([base])
+    [f] = layerwise_findings(rows, exps, 10.0)
+    assert f["verdict"] == expected
+    assert f["macs_ratio"] == pytest.approx(macs_scale, rel=1e-3) and "paired by seed" in f["test"]
+
+
+def test_compare_outside_dvc_repo(tmp_path):
+    from pipeline.report.compare import compare
+
+    with pytest.raises(ConfigError, match="not inside a DVC repository"):
+        compare(tmp_path / "out", tmp_path)
+
+
+@pytest.mark.slow
+def test_compare_on_a_real_dvc_repo(tmp_path):
+    """Two DVC experiments in a throwaway repo, read back through `dvc exp show --json`."""
+    from pipeline.report.compare import compare
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t", DVC_NO_ANALYTICS="1")
+
+    def sh(*cmd):
+        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    (tmp_path / "params.yaml").write_text("sparsity:\n  schedule: uniform\nrewind:\n  mode: checkpoint\n"
+                                          "imp:\n  rounds: [{k: 1, prev: 0}, {k: 2, prev: 1}]\n")
+    (tmp_path / "run.py").write_text(
+        "import json, os, sys, yaml\n"
+        "p = yaml.safe_load(open('params.yaml')); k = int(sys.argv[1])\n"
+        "d = f'artifacts/eval/s1/r{k}'; os.makedirs(d, exist_ok=True)\n"
+        "bump = {'uniform': 0, 'layerwise': 5, 'global': 9}[p['sparsity']['schedule']] if k else 0\n"
+        "json.dump({'seed': 1, 'round': k, 'schedule': p['sparsity']['schedule'], 'sparsity': 1 - 0.5 ** k,\n"
+        "           'fid': 40 + 10 * k + bump, 'kid_mean': 0.01, 'macs': 10**6 // (k + 1), 'storage_bytes': 1000,\n"
+        "           'feature_extractor': 'classifier', 'num_samples': 500}, open(d + '/metrics.json', 'w'))\n")
+    py = shlex.quote(sys.executable)
+    metric = lambda path: [{path: {"cache": False}}]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "dense": {"cmd": f"{py} run.py 0", "deps": ["run.py"], "metrics": metric("artifacts/eval/s1/r0/metrics.json")},
+        "eval": {"foreach": "${imp.rounds}", "do": {
+            "cmd": f"{py} run.py ${{item.k}}", "deps": ["run.py"], "params": ["sparsity.schedule", "rewind.mode"],
+            "metrics": metric("artifacts/eval/s1/r${item.k}/metrics.json")}}}}))
+    sh("git", "init", "-q")
+    sh(sys.executable, "-m", "dvc", "init", "-q")
+    sh(sys.executable, "-m", "dvc", "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "baseline")
+    sh(sys.executable, "-m", "dvc", "exp", "run", "-q", "-n", "lw", "-S", "sparsity.schedule=layerwise")
+    sh(sys.executable, "-m", "dvc", "exp", "run", "-q", "-n", "gl", "-S", "sparsity.schedule=global",
+       "-S", "rewind.mode=init")
+
+    compare(tmp_path / "reports/compare", tmp_path)
+    csv = pd.read_csv(tmp_path / "reports/compare/compare.csv").set_index("experiment")
+    assert set(csv.index) >= {"lw", "gl"}
+    assert csv.loc["lw", "schedule"] == "layerwise" and csv.loc["gl", "rewind"] == "init"
+    assert csv.loc["lw", "final_fid"] == 65 and csv.loc["gl", "final_fid"] == 69
+    assert csv.loc["lw", "dense_fid"] == 40
+    rounds = pd.read_csv(tmp_path / "reports/compare/compare_rounds.csv")
+    assert sorted(rounds[rounds["experiment"] == "gl"]["fid"]) == [40, 59, 69]
+
+
+def test_similarity_findings_follow_the_claims_interval():
+    from pipeline.report.findings import similarity_findings
+
+    as_dict = similarity_findings({"claims": CLAIMS}, "kappa")
+    assert similarity_findings({"claims": [dict(v, name=k) for k, v in CLAIMS.items()]}, "kappa") == as_dict
+    assert [r["verdict"] for r in as_dict] == ["supported", "inconclusive at this scale", "contradicted"]
+    shifted = {k: dict(v, ci=[v["ci"][0] + 0.12, v["ci"][1] + 0.12]) for k, v in CLAIMS.items()}
+    assert [r["verdict"] for r in similarity_findings({"claims": shifted}, "kappa")] == ["supported"] * 3
+    assert similarity_findings(None, "kappa")[0]["verdict"] == "not measured"

@@ -1,0 +1,174 @@
+import copy
+
+import torch
+
+from pipeline.core import paths
+from pipeline.sparsity import tickets
+from pipeline.ddpm.diffusion import Diffusion
+from pipeline.core.io import load_torch
+from pipeline.sparsity.masks import Mask
+from pipeline.sparsity.pruning import prune_round
+from pipeline.sparsity.rewind import rewound_state
+from stages.dense import run_dense
+from stages.init import run_init
+from stages.prune import run_prune
+from stages.retrain import run_retrain
+from stages.rewind import run_rewind
+from pipeline.train.loop import batch_indices, train
+
+
+def tiny_setup(tiny, **over):
+    params = tiny(**over)
+    torch.manual_seed(0)
+    model = tickets.new_model(params)
+    data = torch.rand(40, 1, 8, 8) * 2 - 1
+    return params, model, Diffusion(params.diffusion), data
+
+
+def test_batches_cover_each_epoch_once_and_depend_only_on_seed_and_step():
+    n, b = 10, 4
+    seen = torch.cat([batch_indices(n, b, seed=3, step=s) for s in range(5)])  # 20 = two epochs
+    assert sorted(seen[:10].tolist()) == list(range(10)) and sorted(seen[10:].tolist()) == list(range(10))
+    assert torch.equal(batch_indices(n, b, 3, 7), batch_indices(n, b, 3, 7))
+    assert not torch.equal(batch_indices(n, b, 3, 0), batch_indices(n, b, 4, 0))
+
+
+def survivors_unmoved(start: dict, trained: torch.nn.Module, mask: Mask) -> list[str]:
+    """Masked layers whose surviving weights are still exactly where training started."""
+    p = dict(trained.named_parameters())
+    return [n for n in mask if torch.equal(p[n][mask[n]], start[n][mask[n]])]
+
+
+def test_pruned_weights_stay_exactly_zero_and_the_survivors_train(tiny):
+    params, model, diffusion, data = tiny_setup(tiny, train={"lr": 0.05, "warmup_steps": 0})
+    mask = prune_round(dict(model.named_parameters()), Mask.dense(model), "uniform", 0.7)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}  # the weights training starts from
+    idle = mask.apply_(copy.deepcopy(model))  # what a run that never stepped would return
+    assert survivors_unmoved(start, idle, mask) == list(mask), "the check sees a run that did not train"
+
+    result = train(model, diffusion, data, params.train, steps=8, seed=1, mask=mask, progress=False)
+    for net in (result.model, result.ema):
+        p = dict(net.named_parameters())
+        for n in mask:
+            assert torch.count_nonzero(p[n][~mask[n]]) == 0, n
+    assert survivors_unmoved(start, result.model, mask) == [], "every layer's survivors moved off their start"
+    assert survivors_unmoved(start, result.ema, mask) == []
+
+
+def first_round_pruned(tiny, tmp_path, monkeypatch):
+    """Run the init, dense (seed 1) and round-1 prune stages in `tmp_path`; return their params."""
+    monkeypatch.chdir(tmp_path)
+    params = tiny()
+    run_init(params)
+    run_dense(params, 1)
+    run_prune(params, 1, 1)
+    return params
+
+
+def test_retrain_moves_the_rewound_survivors_and_keeps_its_mask(tiny, tmp_path, monkeypatch):
+    """The retrain stage's model.pt against the rewind stage's weights.pt it started from."""
+    params = first_round_pruned(tiny, tmp_path, monkeypatch)
+    run_rewind(params, 1, 1)
+    run_retrain(params, 1, 1)
+    mask = Mask.from_state_dict(load_torch(paths.prune_dir(1, 1) / "mask.pt"))
+    rewound = load_torch(paths.rewind_dir(1, 1) / "weights.pt")
+    model, ema, saved_mask, meta = tickets.load_ticket(paths.train_dir(1, 1) / "model.pt", params)
+    assert meta == {"seed": 1, "round": 1}
+    assert all(torch.equal(saved_mask[n], mask[n]) for n in mask) and set(saved_mask) == set(mask)
+    for net in (model, ema):
+        p = dict(net.named_parameters())
+        for n in mask:
+            assert torch.count_nonzero(p[n][~mask[n]]) == 0, n
+    assert survivors_unmoved(rewound, model, mask) == []
+    assert survivors_unmoved(rewound, ema, mask) == []
+    dense_only = [n for n, p in model.named_parameters() if n not in mask]
+    assert all(not torch.equal(dict(model.named_parameters())[n], rewound[n]) for n in dense_only), \
+        "biases and norms train too"
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
+    params, model, diffusion, data = tiny_setup(tiny)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    full = train(model, diffusion, data, params.train, steps=6, seed=2, progress=False)
+
+    ckpt = tmp_path / "ck.pt"
+    interrupted = tickets.new_model(params)
+    interrupted.load_state_dict(start)
+    train(interrupted, diffusion, data, params.train, steps=6, seed=2, checkpoint=ckpt, fingerprint="f",
+          progress=False, stop_after=3)  # "killed" after step 3; the last checkpoint is step 2
+    assert load_torch(ckpt)["step"] == 2
+    fresh = tickets.new_model(params)  # a new process starts from theta0 again...
+    fresh.load_state_dict(start)
+    resumed = train(fresh, diffusion, data, params.train, steps=6, seed=2, checkpoint=ckpt, fingerprint="f",
+                    progress=False)
+    assert resumed.resumed_from == 2
+    for (n, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), n
+    for a, b in zip(full.ema.state_dict().values(), resumed.ema.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+
+
+def test_mask_and_adam_state_survive_a_resume(tiny, tmp_path):
+    """A pruned run killed mid-way and resumed ends bit-identical to an uninterrupted one: weights,
+    EMA and Adam's moments, with the pruned positions zero in all of them."""
+    params, model, diffusion, data = tiny_setup(tiny, train={"steps": 8, "warmup_steps": 4})
+    mask = prune_round(dict(model.named_parameters()), Mask.dense(model), "uniform", 0.6)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    names = [n for n, _ in model.named_parameters()]
+
+    def run(ckpt, **kw):
+        net = tickets.new_model(params)  # every process starts from the same unpruned weights
+        net.load_state_dict(start)
+        return train(net, diffusion, data, params.train, steps=8, seed=3, mask=mask, checkpoint=ckpt,
+                     fingerprint="f", progress=False, **kw)
+
+    full = run(tmp_path / "full.pt")
+    run(tmp_path / "cut.pt", stop_after=5)  # killed after step 5; the last checkpoint is step 4
+    assert load_torch(tmp_path / "cut.pt")["step"] == 4
+    resumed = run(tmp_path / "cut.pt")
+    assert resumed.resumed_from == 4
+    for a, b in ((full.model, resumed.model), (full.ema, resumed.ema)):
+        for (n, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(x, y), n
+        p = dict(b.named_parameters())
+        assert all(torch.count_nonzero(p[n][~mask[n]]) == 0 for n in mask)
+
+    adam_full = load_torch(tmp_path / "full.pt")["optimizer"]
+    adam_resumed = load_torch(tmp_path / "cut.pt")["optimizer"]  # written by the resumed run at step 8
+    assert adam_full["param_groups"] == adam_resumed["param_groups"]
+    for i, n in enumerate(names):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(adam_full["state"][i][key], adam_resumed["state"][i][key]), (n, key)
+        if n in mask:
+            for key in ("exp_avg", "exp_avg_sq"):
+                moment = adam_resumed["state"][i][key]
+                assert torch.count_nonzero(moment[~mask[n]]) == 0, (n, key)
+                assert torch.count_nonzero(moment[mask[n]]) > 0, (n, key)
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tiny, tmp_path):
+    params, model, diffusion, data = tiny_setup(tiny)
+    ckpt = tmp_path / "ck.pt"
+    train(model, diffusion, data, params.train, steps=4, seed=2, checkpoint=ckpt, fingerprint="old", progress=False)
+    again = train(tickets.new_model(params), diffusion, data, params.train, steps=4, seed=2, checkpoint=ckpt,
+                  fingerprint="new", progress=False)
+    assert again.resumed_from == 0
+
+
+def test_rewind_restores_theta0_or_theta_k_times_mask_and_reinit_differs(tiny, tmp_path, monkeypatch):
+    params = first_round_pruned(tiny, tmp_path, monkeypatch)
+    mask = Mask.from_state_dict(load_torch(paths.prune_dir(1, 1) / "mask.pt"))
+    assert 0.45 < mask.sparsity() < 0.55
+    theta0 = load_torch(paths.init_dir() / "theta0.pt")
+    theta_k = load_torch(paths.train_dir(1, 0) / "rewind.pt")
+    assert any(not torch.equal(theta0[n], theta_k[n]) for n in mask), "theta_k has trained k steps"
+    for mode, source in (("init", theta0), ("checkpoint", theta_k)):
+        state = rewound_state(tiny(rewind={"mode": mode}), 1, 1, mask)
+        for n, t in state.items():
+            expected = source[n] * mask[n] if n in mask else source[n]
+            assert torch.equal(t, expected), (mode, n)
+    reinit = rewound_state(tiny(rewind={"mode": "reinit"}), 1, 1, mask)
+    for n in mask:
+        assert torch.count_nonzero(reinit[n][~mask[n]]) == 0
+        assert not torch.equal(reinit[n], theta0[n] * mask[n]), "reinit re-draws the weights"
