@@ -366,7 +366,8 @@ def margins_table(rounds: Sequence[RoundInterval], dense_fid: float,
                   baseline_converged: Any = True, interval: str = "95 % upper bound") -> pd.DataFrame:
     """One row per margin fraction (ascending): the fixed-sequence decision on `rounds` (typically the
     over-seed mean rounds) at margin = fraction × `dense_fid`. With `per_seed` (and its dense FIDs)
-    each row also carries the per-seed min / median / max and the number of censored seeds.
+    each row also carries the per-seed min / median / max and the number of censored seeds. Where no
+    sparse round is non-inferior (status "none") the row's round is 0 and its sparsities 0 (dense).
 
     A larger margin never gives a less sparse ticket: every round that passes at a smaller margin
     passes at a larger one, so the first failure can only move later."""
