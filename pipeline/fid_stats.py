@@ -13,8 +13,8 @@ E[e_k²] = Var(FID_{N/2}) / 2, which is Var(FID_N) when the variance falls as 1/
 when it falls faster (the FID's quadratic noise falls as 1/N²): it errs wide, by 0-33 % in SD on the
 Gaussians tested (at most sqrt(2) when the FID is pure quadratic noise, as at the real-image floor).
 The bootstrap is not used for it: a resample with replacement holds only ~63 % distinct samples,
-which biases the resampled FIDs upward (by about the FID's own finite-N bias) and inflates their spread, 1.85x the true SD at 500 x 128 features near the reference. Its centred
-percentile interval (the previous method) therefore covered E[FID_N] 100 % of the time; the basic
+which biases the resampled FIDs upward (by about the FID's own finite-N bias) and inflates their
+spread, 1.85x the true SD at 500 x 128 features near the reference. Its centred percentile interval (the previous method) therefore covered E[FID_N] 100 % of the time; the basic
 interval 2·FID − quantiles removes that bias and so targets the population FID instead (it covered
 E[FID_N] 0 % at 500 x 128 and 17 % on the 16-d calibration problem).
 
