@@ -6,17 +6,18 @@ Both hold the reference statistics fixed (the reference is every real training i
 once) and resample only the generated side, which is what varies between evaluations.
 
 **The interval for FID at N samples** estimates E[FID_N], the expected FID of N generated samples
-(FID is biased upward at finite N, so this is not the population FID; FID_inf is). It is the FID ±
-z · SD, truncated at 0, with SD² = mean_k e_k², e_k = (FID(A_k) − FID(B_k)) / 2 over random splits k of
-the samples into disjoint halves A_k, B_k. Disjoint halves are independent samples of N/2, so
+(FID is biased upward at finite N, so this is not the population FID; FID_inf is). It is the FID ± z
+· SD, truncated at 0, with SD² = mean_k e_k², e_k = (FID(A_k) − FID(B_k)) / 2 over random splits k
+of the samples into disjoint halves A_k, B_k. Disjoint halves are independent samples of N/2, so
 E[e_k²] = Var(FID_{N/2}) / 2, which is Var(FID_N) when the variance falls as 1/N and somewhat more
 when it falls faster (the FID's quadratic noise falls as 1/N²): it errs wide, by 0-33 % in SD on the
 Gaussians tested (at most sqrt(2) when the FID is pure quadratic noise, as at the real-image floor).
 The bootstrap is not used for it: a resample with replacement holds only ~63 % distinct samples,
 which biases the resampled FIDs upward (by about the FID's own finite-N bias) and inflates their
-spread, 1.85x the true SD at 500 x 128 features near the reference. Its centred percentile interval (the previous method) therefore covered E[FID_N] 100 % of the time; the basic
-interval 2·FID − quantiles removes that bias and so targets the population FID instead (it covered
-E[FID_N] 0 % at 500 x 128 and 17 % on the 16-d calibration problem).
+spread, 1.85x the true SD at 500 x 128 features near the reference. Its centred percentile interval
+(the previous method) therefore covered E[FID_N] 100 % of the time; the basic interval 2·FID −
+quantiles removes that bias and so targets the population FID instead (it covered E[FID_N] 0 % at
+500 x 128 and 17 % on the 16-d calibration problem).
 
 Replicates for joint analyses: bootstrap draw r and split k depend only on (seed, N, r) and
 (seed, N, k). Sample i is the same starting noise x_T in every run with the same eval seed, so two
