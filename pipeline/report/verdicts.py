@@ -3,18 +3,29 @@
 Every verdict is one of SUPPORTED / CONTRADICTED / INCONCLUSIVE ("at this scale": a verdict says what
 these runs can resolve, not what is true). Intervals are 95 % two-sided unless a caller asks otherwise.
 
-Interval of a mean FID (or of a mean paired FID difference) over n seeds, `seed_mean_ci`:
-each seed s contributes a value x_s (a FID, or FID_a − FID_b of the same seed) and the bootstrap std
-b_s of that value over the generated samples (for a difference, sqrt(b_a² + b_b²): the two runs'
-samples are drawn independently). Then
+Superseded: `seed_mean_ci`, `paired_difference_ci` and `unpaired_difference_ci` below assume that each
+run's samples are drawn independently. They are not: every run samples from the same starting noise
+x_T and scores the same held-out items, so the sampling errors of two runs of one seed largely cancel in
+their difference, and the errors of different seeds are correlated. Adding sqrt(b_a² + b_b²) per seed
+double-counts the noise a pair shares (too wide: 100 % coverage, 2x the width, on the calibration
+problem of tests/stats/test_calibration.py with 3 seeds), and the between-seed variance alone misses
+the cross-seed covariance (a plain t covered 63 %; the old formula 82 % with 8 seeds). The held-out
+loss difference, unpaired over its shared items, covered 100 % where 95 % was asked (over 2x too wide).
 
-    mean = x̄,   SE² = s²/n + Σ b_s² / n²
+What replaces them (pipeline.stats.paired): SE² = s²/n + ĉ, s² the between-seed variance of the
+per-seed values (differences d_s for a comparison) and ĉ the mean cross-seed covariance of their
+sampling errors, estimated from joint replicates computed on the same resampled sample indices in every
+run and seed (`paired`, `one_sample`; FID: the split errors of pipeline.fid_stats), or from the per-item
+differences (`paired_items`, `paired_items_over_seeds`); Student-t with Satterthwaite's df, the exact
+sign-flip p beside the t p, and the smallest p n seeds can reach. The old functions keep working until
+their callers switch; their formula, for the record:
 
-where s² is the between-seed sample variance (ddof 1; 0 when n = 1). The between-seed term already
-contains sampling noise, so adding the bootstrap term is conservative on purpose: with two seeds s²
-is a very rough estimate, and the bootstrap term keeps the interval from collapsing when the seeds
-happen to agree. Half-width: t(0.975, n − 1) · SE for n >= 2, z(0.975) · SE for n = 1 (then only
-sampling noise is measured; seed-to-seed variation is not). No bootstrap std and n = 1: no interval.
+    mean = x̄,   SE² = s²/n + Σ b_s² / n²   (b_s a run's bootstrap std; sqrt(b_a² + b_b²) for a difference),
+
+t(0.975, n − 1) · SE for n >= 2, z(0.975) · SE for n = 1; no bootstrap std and n = 1: no interval.
+
+The verdict rules below take any interval (an `Estimate`'s or a `SeedEstimate`'s `ci`). An interval
+that contains the margin or 0 is inconclusive: it is never read as "no more than" or "no difference".
 """
 from __future__ import annotations
 
@@ -58,7 +69,8 @@ def _quantile(n: int, level: float) -> tuple[float, str]:
 
 
 def seed_mean_ci(values: Sequence[float], boot_stds: Sequence[Optional[float]], level: float = 0.95) -> Estimate:
-    """Mean of per-seed `values` with the interval of the module docstring."""
+    """Mean of per-seed `values` with the superseded interval of the module docstring (use
+    pipeline.stats.paired.one_sample)."""
     vals = [float(v) for v in values if _finite(v)]
     n = len(vals)
     if n == 0:
@@ -83,7 +95,8 @@ def seed_mean_ci(values: Sequence[float], boot_stds: Sequence[Optional[float]], 
 
 def paired_difference_ci(a: Sequence[float], a_std: Sequence[Optional[float]], b: Sequence[float],
                          b_std: Sequence[Optional[float]], level: float = 0.95) -> Estimate:
-    """Mean over seeds of a_s − b_s (same seed on both sides), with `seed_mean_ci`'s interval."""
+    """Mean over seeds of a_s − b_s (same seed on both sides), with `seed_mean_ci`'s superseded interval
+    (use pipeline.stats.paired.paired, or paired_items_over_seeds for per-item losses)."""
     if len(a) != len(b):
         raise ValueError("paired difference needs one value per seed on both sides")
     diffs = [float(x) - float(y) for x, y in zip(a, b)]

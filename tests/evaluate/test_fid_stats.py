@@ -8,7 +8,8 @@ import scipy.linalg
 import torch
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 
-from pipeline.evaluate.intervals import Reference, fid_uncertainty, frechet_distances, subset_sizes
+from pipeline.evaluate.intervals import (Reference, _bootstrap_counts, centred_interval, fid_uncertainty, frechet_distances,
+                                           interval_at_n, split_errors, split_halves, subset_sizes)
 
 
 def gaussian_pair(d: int, seed: int = 0):
@@ -105,3 +106,40 @@ def test_bad_uncertainty_params_are_one_line_errors(over, key):
     with pytest.raises(ConfigError, match=key) as err:
         parse_params({"eval": over})
     assert "\n" not in str(err.value)
+
+
+def test_split_halves_are_disjoint_and_depend_only_on_seed_n_and_k():
+    h = split_halves(101, 6, seed=3)
+    assert ((h == 1).sum(1) == 50).all() and ((h == 2).sum(1) == 50).all()  # one sample sits out
+    assert torch.equal(split_halves(101, 3, seed=3), h[:3])
+    assert not torch.equal(split_halves(101, 3, seed=4), h[:3])
+
+
+def test_replicates_of_two_runs_resample_the_same_indices():
+    """What a joint (paired) analysis needs: with the same eval seed and N, bootstrap replicate r and
+    split k of any two runs are computed on the same sample indices (sample i being the same x_T)."""
+    ref, gen_params, _ = gaussian_pair(16, seed=3)
+    gen = torch.Generator().manual_seed(5)
+    run_a, run_b = draw(gen_params, 120, gen), draw(gen_params, 120, gen) + 0.1
+    kw = dict(resamples=60, level=0.95, inf_sizes=2, inf_subsets=1, inf_min_fraction=0.5, inf_resamples=10,
+              seed=9, splits=20)
+    ua, ub = fid_uncertainty(ref, run_a, **kw), fid_uncertainty(ref, run_b, **kw)
+    counts = _bootstrap_counts(120, 60, torch.Generator().manual_seed(9))
+    for feats, u in ((run_a, ua), (run_b, ub)):
+        again = frechet_distances(ref, feats, counts[:5], dtype=torch.float32).numpy()
+        assert np.allclose(u.replicates[:5], again, rtol=1e-5)
+        assert np.allclose(u.split_errors, split_errors(ref, feats, 20, seed=9), rtol=1e-5)
+    assert len(ua.replicates) == 60 and len(ua.split_errors) == 20
+    assert ua.fid_std == pytest.approx(np.sqrt(np.mean(np.square(ua.split_errors))))
+    assert ua.bootstrap_std == pytest.approx(np.std(ua.replicates, ddof=1), rel=1e-6)
+    m = ua.metrics(0.95, 60)
+    assert {"fid_ci", "fid_std", "fid_ci_level", "fid_bootstrap", "fid_ci_method", "fid_inf", "fid_inf_ci",
+            "fid_inf_sizes", "fid_splits", "fid_bootstrap_std"} == set(m) and m["fid_splits"] == 20
+    assert "FID at N samples" in m["fid_ci_method"]
+    assert set(ua.replicate_arrays()) == {"fid_bootstrap_replicates", "fid_split_errors"}
+
+
+def test_interval_at_n_is_truncated_at_zero():
+    (lo, hi), sd = interval_at_n(0.3, np.array([1.0, -1.0, 1.0, -1.0]), 0.95)
+    assert sd == 1.0 and lo == 0.0 and hi == pytest.approx(0.3 + 1.959964, abs=1e-6)
+    assert centred_interval(0.1, np.array([2.0, 2.5, 3.0, 10.0]), 0.95)[0] == 0.0

@@ -103,3 +103,18 @@ def test_superiority_flips_when_the_interval_clears_zero(effect, expected):
 ])
 def test_layerwise_verdict(ratio, ci, expected):
     assert layerwise_verdict(ratio, ci, margin=2.0) == expected
+
+
+def test_verdicts_read_the_common_random_numbers_interval():
+    """The replacement interval (pipeline.stats.paired) feeds the same verdict rules."""
+    import numpy as np
+
+    from pipeline.stats.paired import paired
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 0.5, 200)
+    reps_a, reps_b = shared + rng.normal(0, 0.2, (3, 200)), shared + rng.normal(0, 0.2, (3, 200))
+    est = paired([50.4, 50.9, 51.3], [50.0, 50.6, 51.0], reps_a, reps_b)
+    assert est.low < est.estimate < est.high
+    assert noninferiority(est.ci, margin=2.0) == SUPPORTED
+    assert superiority(est.ci) in (SUPPORTED, INCONCLUSIVE)
