@@ -85,11 +85,28 @@ class TrainConfig(Section):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     warmup_steps: int = Field(100, ge=0)
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"  # after warm-up
+    lr_floor: float = Field(0.1, ge=0.0, le=1.0)   # decay ends at this fraction of train.lr
+    # fractions of train.steps at which the dense run keeps its EMA weights: the eval_dense stage
+    # scores the held-out loss there to check that the dense baseline has converged
+    convergence_checks: tuple[float, ...] = (0.5, 0.75)
     grad_clip: float = Field(1.0, gt=0.0)
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0)
     checkpoint_every: int = Field(250, ge=1)
     log_every: int = Field(25, ge=1)
     threads: int = Field(2, ge=1)
+
+
+    @field_validator("convergence_checks")
+    @classmethod
+    def _fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0.0 < f < 1.0 for f in v) or list(v) != sorted(set(v)):
+            raise ValueError("must be increasing fractions of train.steps in (0, 1)")
+        return v
+
+    def check_steps(self) -> tuple[int, ...]:
+        """The dense run's steps whose EMA weights the convergence check scores (the end included)."""
+        return tuple(sorted({max(1, round(f * self.steps)) for f in self.convergence_checks} | {self.steps}))
 
 
 class RewindConfig(Section):

@@ -15,7 +15,7 @@ loss difference, unpaired over its shared items, covered 100 % where 95 % was as
 What replaces them (pipeline.stats.paired): SE² = s²/n + ĉ, s² the between-seed variance of the
 per-seed values (differences d_s for a comparison) and ĉ the mean cross-seed covariance of their
 sampling errors, estimated from joint replicates computed on the same resampled sample indices in every
-run and seed (`paired`, `one_sample`; FID: the split errors of pipeline.fid_stats), or from the per-item
+run and seed (`paired`, `one_sample`; FID: the split errors of pipeline.evaluate.intervals), or from the per-item
 differences (`paired_items`, `paired_items_over_seeds`); Student-t with Satterthwaite's df, the exact
 sign-flip p beside the t p, and the smallest p n seeds can reach. The old functions keep working until
 their callers switch; their formula, for the record:

@@ -18,10 +18,10 @@ seed SE² = v̂, its within-seed sampling variance, and seed variation is not me
 Replicates come in two kinds (`sampling_cov`):
 - 'bootstrap': replicate r of every run is the statistic on bootstrap draw r of the shared indices;
   the covariance is the usual one over r. Right for means (held-out loss); for FID it overstates the
-  variance (duplicates; see pipeline.fid_stats), so it errs wide.
+  variance (duplicates; see pipeline.evaluate.intervals), so it errs wide.
 - 'split': replicate k is e_k = (x(A_k) − x(B_k)) / 2 for a split k of the shared indices into two
   disjoint halves, the same split in every run; E[e_k e'_k] is the covariance at N/2 halved, i.e. the
-  covariance at N when it falls as 1/N (the FID split errors of pipeline.fid_stats).
+  covariance at N when it falls as 1/N (the FID split errors of pipeline.evaluate.intervals).
 
 The interval is Student-t with Satterthwaite's df (ĉ counted as known: df = (n − 1) SE⁴ / (s²/n)²,
 n − 1 when ĉ = 0), normal for one seed. Beside the t-test stands the exact sign-flip test, which

@@ -21,6 +21,7 @@ EMA copy start afresh from the rewound weights.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,18 @@ from pipeline.core.io import load_torch, save_torch
 from pipeline.sparsity.masks import Mask
 
 CHECKPOINT_VERSION = 1
+
+
+def lr_factor(step: int, steps: int, cfg: TrainConfig) -> float:
+    """The learning-rate multiplier of the optimizer step taken after `step` steps (absolute, so a
+    retrain continuing at step k picks up the dense run's schedule): a linear warm-up, then
+    constant, or a cosine or linear decay to `cfg.lr_floor` of the peak at step `steps`."""
+    warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    if cfg.lr_schedule == "constant" or step + 1 <= cfg.warmup_steps:
+        return warm
+    progress = min(1.0, (step + 1 - cfg.warmup_steps) / max(steps - cfg.warmup_steps, 1))
+    decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if cfg.lr_schedule == "cosine" else 1.0 - progress
+    return cfg.lr_floor + (1.0 - cfg.lr_floor) * decay
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -65,6 +78,7 @@ class TrainResult:
     ema: nn.Module
     history: list[dict] = field(default_factory=list)   # rows: step, loss, lr (no timings: byte-stable)
     snapshots: dict[int, dict] = field(default_factory=dict)  # step -> model state (e.g. theta_k)
+    ema_snapshots: dict[int, dict] = field(default_factory=dict)  # step -> EMA state (convergence checks)
     resumed_from: int = 0
 
 
@@ -75,6 +89,7 @@ def _ema_update(ema_params: list[torch.Tensor], params: list[torch.Tensor], deca
 def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: TrainConfig, *,
           steps: int, seed: int, start_step: int = 0, mask: Optional[Mask] = None, hflip: bool = False,
           checkpoint: Optional[Path] = None, fingerprint: str = "", snapshot_steps: tuple[int, ...] = (),
+          ema_snapshot_steps: tuple[int, ...] = (),
           desc: str = "train", progress: bool = True, stop_after: Optional[int] = None,
           after_step: Optional[Callable[[int, nn.Module], None]] = None) -> TrainResult:
     """Train `model` in place through optimizer steps start_step..steps-1; return it with its EMA copy.
@@ -84,7 +99,7 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     absolute step numbers. `checkpoint`: resumable state is written there every
     `cfg.checkpoint_every` steps and picked up if it exists with the same `fingerprint` and device
     type (CPU and CUDA runs differ numerically). `snapshot_steps`: model states kept after that many
-    steps (`start_step` = the starting weights). `stop_after` exists for tests of resumption;
+    steps (`start_step` = the starting weights); `ema_snapshot_steps`: the same for the EMA copy. `stop_after` exists for tests of resumption;
     `after_step(step, model)` is called after every optimizer step (tests check ranks agree).
     Under torchrun every rank calls this with the same arguments; `cfg.batch_size` is the global
     batch, split over the ranks.
@@ -107,7 +122,6 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     if bound is not None:
         bound.apply_()  # the start obeys the mask, and so the EMA copy made from it
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    warmup = max(cfg.warmup_steps, 1)
 
     def make_optimizer():
         # fused Adam: one kernel for all parameters, no host syncs (CUDA only)
@@ -115,11 +129,12 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                else torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True))
         # the scheduler counts its own steps from 0; offset it so the lr at absolute step s is the
         # same in every run that passes through s
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + start_step + 1) / warmup))
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s + start_step, steps, cfg))
 
     opt, sched = make_optimizer()
     history: list[dict] = []
     snapshots: dict[int, dict] = {}
+    ema_snapshots: dict[int, dict] = {}
     start = start_step
 
     if checkpoint is not None and checkpoint.exists():
@@ -133,6 +148,7 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                 opt.load_state_dict(state["optimizer"])
                 sched.load_state_dict(state["scheduler"])
                 history, snapshots, start = state["history"], state["snapshots"], state["step"]
+                ema_snapshots = state.get("ema_snapshots", {})
                 if main:
                     tqdm.write(f"{desc}: resuming from the checkpoint at step {start}")
             elif main:
@@ -145,7 +161,7 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             model.load_state_dict(fresh)
             ema.load_state_dict(fresh)
             opt, sched = make_optimizer()
-            history, snapshots, start = [], {}, start_step
+            history, snapshots, ema_snapshots, start = [], {}, {}, start_step
 
     ema_params, params = list(ema.parameters()), list(model.parameters())
     ema_bound = mask.bind(ema) if mask is not None else None
@@ -229,6 +245,8 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             after_step(done, model)
         if done in snapshot_steps:
             snapshots[done] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if done in ema_snapshot_steps:
+            ema_snapshots[done] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
         if done % cfg.log_every == 0 or done == steps:
             stop_if_non_finite(done)
             distributed.all_reduce_sum(running)  # the global batch's loss
@@ -245,10 +263,12 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             save_torch({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "step": done,
                         "model": model.state_dict(), "ema": ema.state_dict(),
                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "history": history, "snapshots": snapshots}, checkpoint)
+                        "history": history, "snapshots": snapshots,
+                        "ema_snapshots": ema_snapshots}, checkpoint)
         if stop_after is not None and done >= stop_after:
             break
     bar.close()
     stop_if_non_finite(done if steps > start else start)
     model.eval()
-    return TrainResult(model=model, ema=ema, history=history, snapshots=snapshots, resumed_from=start)
+    return TrainResult(model=model, ema=ema, history=history, snapshots=snapshots, ema_snapshots=ema_snapshots,
+                       resumed_from=start)

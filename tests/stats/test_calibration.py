@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.fid_stats import Reference, fid_uncertainty, frechet_distances, split_halves
+from pipeline.evaluate.intervals import Reference, fid_uncertainty, frechet_distances, split_halves
 from pipeline.stats.paired import paired, paired_items_over_seeds
-from pipeline.verdicts import paired_difference_ci
+from pipeline.report.verdicts import paired_difference_ci
 
 TRIALS = 400
 LEVEL = 0.95
@@ -51,7 +51,7 @@ class PairedFidWorld:
 
     def fid(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         """FID of each weighting w (B, N) of each feature set x (T, N, D): (T, B), the algebra of
-        pipeline.fid_stats.frechet_distances batched over feature sets."""
+        pipeline.evaluate.intervals.frechet_distances batched over feature sets."""
         nb = w.sum(1)
         mean = np.einsum("bn,tnd->tbd", w, x) / nb[:, None]
         y, my = x @ self.sqrt_r, mean @ self.sqrt_r
@@ -86,7 +86,7 @@ def test_batched_fid_of_the_test_is_the_pipelines():
 
 def paired_fid_trials(world, seeds: int):
     """Per trial: each run's FID, split errors and bootstrap replicates for every seed, on the same
-    shared noise and the same index draws (pipeline.fid_stats.split_halves) in every run and seed."""
+    shared noise and the same index draws (pipeline.evaluate.intervals.split_halves) in every run and seed."""
     rng = np.random.default_rng(10 + seeds)
     halves = split_halves(N, SPLITS, seed=0).numpy()
     boot = np.stack([np.bincount(rng.integers(0, N, N), minlength=N) for _ in range(BOOT)]).astype(float)
