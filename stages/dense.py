@@ -1,5 +1,5 @@
 """DVC stage 'dense': train theta0 densely with data-order seed `seed`; keep theta_k (the weights
-after rewind.step steps) for late rewinding.
+after rewind.step steps) for late rewinding, and the EMA weights at train.convergence_checks.
 
 Usage: python -m stages.dense <seed>
 """
@@ -24,14 +24,17 @@ def run_dense(params: Params, seed: int) -> None:
     theta0 = paths.init_dir() / "theta0.pt"
     model.load_state_dict(load_torch(theta0, map_location=device))
     k = params.rewind.step
+    checks = params.train.check_steps()[:-1]  # the end's EMA is model.pt's
     result = train(model, Diffusion(params.diffusion, device), load_dataset(params.data), params.train,
                    steps=params.train.steps, seed=seed, hflip=params.data.hflip,
                    checkpoint=paths.checkpoint_path(seed, 0),
                    fingerprint=training_fingerprint(params, "dense", seed, k, digest(theta0)),
-                   snapshot_steps=(k,), desc=f"dense seed {seed}")
+                   snapshot_steps=(k,), ema_snapshot_steps=checks, desc=f"dense seed {seed}")
     out = paths.train_dir(seed, 0)
     if write_training_outputs(out, result, None, seed=seed, round=0):
         save_torch(result.snapshots[k], out / "rewind.pt")  # theta_k for late rewinding
+        # EMA weights part-way through, for eval_dense's convergence check of the baseline
+        save_torch({step: result.ema_snapshots[step] for step in checks}, out / "ema_checks.pt")
 
 
 if __name__ == "__main__":

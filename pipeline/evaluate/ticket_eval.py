@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from pipeline.core import paths
 from pipeline.core.config import ConfigError, Params
-from pipeline.core.io import save_json
+from pipeline.core.io import load_torch, save_json
 from pipeline.ddpm.data import load_dataset, to_uint8
 from pipeline.ddpm.diffusion import Diffusion, sample_images
 from pipeline.evaluate.cost import count_macs, save_compressed_ticket, torch_save_bytes
@@ -35,6 +35,19 @@ def ticket_counts(params: Params, model: torch.nn.Module, mask: Mask | None) -> 
     params_total = sum(p.numel() for p in model.parameters())
     return {"sparsity": 1.0 - kept / total, "prunable_total": total, "prunable_kept": kept,
             "params_total": params_total, "params_kept": params_total - (total - kept)}
+
+
+def _heldout_curve(params: Params, seed: int, diffusion: Diffusion, held, final: torch.Tensor) -> dict[str, list]:
+    """Per-item held-out losses of the dense run's EMA weights at train.convergence_checks and at
+    the end (step -> losses): the data of the convergence check (pipeline.stats.convergence)."""
+    checks = load_torch(paths.train_dir(seed, 0) / "ema_checks.pt")
+    model = tickets.new_model(params).to(diffusion.device)
+    curve = {}
+    for step in sorted(checks):
+        model.load_state_dict(checks[step])
+        curve[str(step)] = heldout_losses(diffusion, model, held, params.eval.batch_size).tolist()
+    curve[str(params.train.steps)] = final.tolist()
+    return curve
 
 
 def evaluate_net(params: Params, seed: int, k: int, control: str | None = None) -> None:
@@ -66,8 +79,9 @@ def evaluate_net(params: Params, seed: int, k: int, control: str | None = None) 
 
     held = heldout_set(load_dataset(params.data, train=False), params.eval.heldout_size, diffusion.timesteps,
                        params.eval.seed)
-    heldout = heldout_summary(heldout_losses(diffusion, ema, held, params.eval.batch_size), held.t,
-                              diffusion.timesteps, params.eval.heldout_buckets)
+    items = heldout_losses(diffusion, ema, held, params.eval.batch_size)
+    heldout = heldout_summary(items, held.t, diffusion.timesteps, params.eval.heldout_buckets)
+    curve = _heldout_curve(params, seed, diffusion, held, items) if k == 0 and control is None else None
     loss = heldout["heldout_loss"]
 
     save_grid(samples[:GRID_IMAGES], out / "samples.png")
@@ -91,6 +105,10 @@ def evaluate_net(params: Params, seed: int, k: int, control: str | None = None) 
     if not all(np.isfinite(v) for v in values):
         raise RuntimeError(f"non-finite metrics for seed {seed} round {k}: {metrics}")
     save_json(metrics, out / "metrics.json")
+    # what paired comparisons across runs need: every run scores the same held-out items and its FID
+    # split errors use the same sample indices (pipeline.stats.paired)
+    save_json({"heldout_items": items.tolist(), **spread.replicate_arrays(),
+               **({"heldout_curve": curve} if curve is not None else {})}, out / "paired.json")
     tqdm.write(f"eval {kind} seed {seed} round {k}: sparsity {counts['sparsity']:.1%}, FID {fid:.2f} "
                f"[{spread.fid_ci[0]:.2f}, {spread.fid_ci[1]:.2f}], FID_inf {spread.fid_inf:.2f} "
                f"({extractor.name}, {params.eval.num_samples} samples, DDIM-{params.eval.sampling_steps}), "
