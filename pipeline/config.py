@@ -136,7 +136,7 @@ class ImpConfig(Section):
 
 class EvalConfig(Section):
     seeds: tuple[int, ...] = (1,)
-    feature_extractor: Literal["classifier", "inception-v3-compat"] = "classifier"
+    feature_extractor: Literal["classifier", "inception-v3-compat", "inception-fid"] = "classifier"
     inception_weights: Optional[str] = None
     num_samples: int = Field(500, ge=2)
     sampling_steps: int = Field(50, ge=1)
@@ -378,4 +378,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if params.eval.feature_extractor == "inception-v3-compat" and weights and not Path(weights).is_file():
         raise ConfigError(_printable(f"{path}: eval.inception_weights = {weights!r} is invalid: no such file "
                                      f"(relative paths are read from {Path.cwd()})"))
+    if params.eval.feature_extractor == "inception-fid":  # installed and the pinned file (hashed once per process)
+        from .inception_fid import verify_weights
+        verify_weights()
     return params

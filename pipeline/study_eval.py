@@ -40,6 +40,9 @@ def _extractor_digest(params: Params) -> str:
     every FID names exactly the weights that produced it."""
     if params.eval.feature_extractor == "classifier":
         return sha256_file(A.classifier_path())
+    if params.eval.feature_extractor == "inception-fid":
+        from .inception_fid import verify_weights
+        return verify_weights()[1]  # the installed package's default_1.pt, verified (hashed once per process)
     if params.eval.inception_weights is not None:
         return sha256_file(params.eval.inception_weights)
     # the release file torch-fidelity downloaded into torch hub's cache (its name carries a hash)
