@@ -98,7 +98,8 @@ def load_network(path: Optional[str | Path] = None) -> torch.jit.ScriptModule:
         raise ConfigError(f"{INCEPTION_FID}: {path} could not be loaded by torch {torch.__version__} "
                           f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     net.eval()
-    net.requires_grad_(False)
+    for p in net.parameters():  # (ScriptModule has no requires_grad_)
+        p.requires_grad_(False)
     return net
 
 
