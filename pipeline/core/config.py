@@ -150,7 +150,7 @@ class ImpConfig(Section):
 
 
 class EvalConfig(Section):
-    feature_extractor: Literal["classifier", "inception-v3-compat"] = "classifier"
+    feature_extractor: Literal["classifier", "inception-v3-compat", "inception-fid"] = "classifier"
     inception_weights: Optional[str] = None
     num_samples: int = Field(500, ge=2)
     sampling_steps: int = Field(50, ge=1)

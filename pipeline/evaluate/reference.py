@@ -12,6 +12,7 @@ from pipeline.core.config import ConfigError, Params
 from pipeline.core.io import load_json, load_torch
 from pipeline.evaluate.fid import fid_from_statistics, fid_statistics, kid
 from pipeline.evaluate.intervals import Reference, fid_uncertainty
+from pipeline.evaluate.inception_weights import INCEPTION_FID, verify_weights
 from pipeline.evaluate.pinned import sha256_file
 
 
@@ -24,6 +25,8 @@ def extractor_digest(params: Params) -> str:
     every FID names exactly the weights that produced it."""
     if params.eval.feature_extractor == "classifier":
         return sha256_file(paths.classifier_path())
+    if params.eval.feature_extractor == INCEPTION_FID:
+        return verify_weights()[1]
     if params.eval.inception_weights is not None:
         return sha256_file(params.eval.inception_weights)
     # the release file torch-fidelity downloaded into torch hub's cache (its name carries a hash)
