@@ -85,7 +85,7 @@ class TrainConfig(Section):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0.0)
     warmup_steps: int = Field(100, ge=0)
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"  # after warm-up
+    lr_schedule: Literal["constant", "cosine", "linear"] = "cosine"  # after warm-up
     lr_floor: float = Field(0.1, ge=0.0, le=1.0)   # decay ends at this fraction of train.lr
     # fractions of train.steps at which the dense run keeps its EMA weights: the eval_dense stage
     # scores the held-out loss there to check that the dense baseline has converged
@@ -116,7 +116,7 @@ class RewindConfig(Section):
 
 class SparsityConfig(Section):
     schedule: Literal["uniform", "global", "lamp", "layerwise", "random"] = "uniform"
-    rate: float = Field(0.55, gt=0.0, lt=1.0)
+    rate: float = Field(0.6, gt=0.0, lt=1.0)
     include: tuple[str, ...] = ("*.weight",)
     exclude: tuple[str, ...] = ("init_conv.*", "final_conv.*")
 
@@ -128,7 +128,7 @@ class Round(Section):
 
 class ImpConfig(Section):
     seeds: tuple[int, ...] = (1, 2, 3)
-    rounds: tuple[Round, ...] = (Round(k=1, prev=0), Round(k=2, prev=1), Round(k=3, prev=2))
+    rounds: tuple[Round, ...] = tuple(Round(k=k, prev=k - 1) for k in range(1, 6))
 
     @field_validator("seeds")
     @classmethod
@@ -163,8 +163,9 @@ class EvalConfig(Section):
     fid_ci_level: float = Field(0.95, gt=0.0, lt=1.0)
     fid_inf_sizes: int = Field(5, ge=2)           # subset sizes of the FID_inf fit (Chong & Forsyth 2020)
     fid_inf_min_fraction: float = Field(0.5, gt=0.0, lt=1.0)  # smallest subset, as a fraction of num_samples
-    fid_inf_subsets: int = Field(3, ge=1)         # random subsets per size (their FIDs averaged)
+    fid_inf_subsets: int = Field(30, ge=1)         # random subsets per size (their FIDs averaged)
     fid_inf_bootstrap: int = Field(40, ge=10)     # bootstrap resamples behind fid_inf_ci (each refits)
+    fid_splits: int = Field(100, ge=10)           # half-splits behind the interval of FID at N samples
 
     @model_validator(mode="after")
     def _kid_fits(self) -> "EvalConfig":
@@ -204,7 +205,7 @@ class SimilarityConfig(Section):
 class ControlsConfig(Section):
     """Controls trained beside the chain for the listed IMP rounds of every seed."""
     kinds: tuple[Literal["reinit", "random"], ...] = ("reinit", "random")
-    rounds: tuple[int, ...] = (3,)
+    rounds: tuple[int, ...] = (3, 5)
 
     @field_validator("kinds", "rounds")
     @classmethod
@@ -215,7 +216,20 @@ class ControlsConfig(Section):
 
 
 class ReportConfig(Section):
-    fid_tolerance: float = Field(2.0, ge=0.0)
+    # non-inferiority margin of a ticket's FID, as a fraction of its seed's dense FID (set in advance)
+    margin: float = Field(0.1, gt=0.0, lt=1.0)
+    margins: tuple[float, ...] = (0.05, 0.1, 0.2)   # the verdict across these margins, in a table
+    level: float = Field(0.95, gt=0.5, lt=1.0)      # level of every interval over seeds
+    # the dense baseline is converged when its held-out loss improved by less than this fraction over
+    # the last convergence check (upper confidence bound); else every ticket verdict is provisional
+    converged_tolerance: float = Field(0.01, gt=0.0, lt=1.0)
+
+    @field_validator("margins")
+    @classmethod
+    def _margins(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(not 0.0 < m < 1.0 for m in v) or list(v) != sorted(set(v)):
+            raise ValueError("must be increasing fractions of the dense FID in (0, 1)")
+        return v
 
 
 class Params(Section):

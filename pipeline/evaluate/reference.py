@@ -48,7 +48,7 @@ def fid_interval(params: Params, ref: Reference, feats: torch.Tensor):
     ev = params.eval
     return fid_uncertainty(ref, feats, resamples=ev.fid_bootstrap, level=ev.fid_ci_level, inf_sizes=ev.fid_inf_sizes,
                            inf_subsets=ev.fid_inf_subsets, inf_min_fraction=ev.fid_inf_min_fraction,
-                           inf_resamples=ev.fid_inf_bootstrap, seed=ev.seed)
+                           inf_resamples=ev.fid_inf_bootstrap, seed=ev.seed, splits=ev.fid_splits)
 
 
 def heldout_floor(params: Params, held_feats: torch.Tensor, stats: dict) -> dict:

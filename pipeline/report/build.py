@@ -2,6 +2,7 @@
 tables, figures. Byte-stable: no timestamps, no host facts, sorted inputs."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,43 +12,37 @@ from pipeline.core.config import Params
 from pipeline.core.io import load_json, save_figure, save_json, save_text
 from pipeline.report import figures as F
 from pipeline.report import findings as FD
+from pipeline.report import frontier as FR
 from pipeline.report.inputs import eval_path, extractor_label, heldout_by_t_table, load_eval_table, prune_path, require, round_ids
-from pipeline.report.render import Section, render_html, render_markdown
-from pipeline.report.tables import (csv_table, main_run_means, mask_table, mean_table, round_table, seed_stats,
-                     sparsest_within_tolerance, summary_metrics)
+from pipeline.report.render import Section, Table, render_html, render_markdown
+from pipeline.report.tables import csv_table, mask_table, mean_table, round_table, seed_stats, summary_metrics
 from pipeline.report.verdicts import LAYERWISE_RULE
 
 
-def _sample_panels(params: Params, df: pd.DataFrame, root: Path, n_sparsest: int = 3) -> tuple[list, int]:
+def _sample_panels(params: Params, df: pd.DataFrame, root: Path, fr) -> tuple[list, int]:
+    """One row per seed: dense, its sparsest non-inferior ticket, the last round, and the controls of
+    the last control round (six rounds of panels would not read)."""
     rounds = round_ids(params)
-    shown = [0] + rounds[1:][-n_sparsest:]
-    panels = []
+    panels, ncols = [], 0
     for seed in params.imp.seeds:
-        for k in shown:
-            r = df[df["main"] & (df["seed"] == seed) & (df["round"] == k)].iloc[0]
-            path = require(eval_path(root, seed, k) / "samples.png", "eval", seed, k)
-            what = "dense" if k == 0 else f"round {k}: {100 * r['sparsity']:.1f}% sparse"
-            ci = f" [{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}]" if pd.notna(r["fid_ci_low"]) else ""
-            panels.append((f"seed {seed}, {what}\nFID {r['fid']:.2f}{ci} "
-                           f"({extractor_label(r['feature_extractor'], r['extractor_sha256'])}, "
-                           f"N={int(r['num_samples'])})", path))
-    return panels, len(shown)
-
-
-def _within_tolerance_sentence(rows: pd.DataFrame, tolerance: float, who: str) -> str:
-    dense = float(rows.loc[rows["round"] == 0, "fid"].iloc[0])
-    best = sparsest_within_tolerance(rows, tolerance)
-    if best is None:
-        pruned = rows[rows["round"] > 0]
-        if pruned.empty:
-            return f"{who}: no pruned rounds yet (dense FID {dense:.2f})."
-        closest = pruned.sort_values("fid").iloc[0]
-        return (f"{who}: no ticket stays within ΔFID ≤ {tolerance:g} of dense (dense FID {dense:.2f}); the best "
-                f"is round {int(closest['round'])} at {100 * closest['sparsity']:.1f}% sparsity, FID "
-                f"{closest['fid']:.2f} (ΔFID {closest['fid'] - dense:+.2f}).")
-    return (f"{who}: the sparsest ticket within ΔFID ≤ {tolerance:g} of dense is round {int(best['round'])} at "
-            f"{100 * best['sparsity']:.2f}% sparsity, FID {best['fid']:.2f} vs dense {dense:.2f} "
-            f"(ΔFID {best['fid'] - dense:+.2f}).")
+        best = fr.seeds.seed(seed).round_or_dense if fr is not None else 0
+        shown = [("dense", 0, "dense")]
+        if 0 < best < rounds[-1]:
+            shown.append(("ticket", best, "sparsest non-inferior"))
+        shown.append(("ticket", rounds[-1], "last round" + (" (sparsest non-inferior)" if best == rounds[-1] else "")))
+        ctrl = df[(df["seed"] == seed) & ~df["main"]]
+        if len(ctrl):
+            k = int(ctrl["round"].max())
+            shown += [(str(kind), k, f"{kind} control") for kind in sorted(ctrl.loc[ctrl["round"] == k, "kind"])]
+        for kind, k, what in shown:
+            r = df[(df["kind"] == kind) & (df["seed"] == seed) & (df["round"] == k)].iloc[0]
+            folder = eval_path(root, seed, k) if r["main"] else root / "eval" / "controls" / kind / f"s{seed}" / f"r{k}"
+            path = require(folder / "samples.png", "eval" if r["main"] else "eval_control", seed, k)
+            sparse = "" if k == 0 else f", round {k}: {100 * r['sparsity']:.1f}%"
+            panels.append((f"seed {seed}: {what}{sparse}\nFID {r['fid']:.2f} [{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}]",
+                           path))
+        ncols = max(ncols, len(shown))
+    return panels, ncols
 
 
 def _joined(values) -> str:
@@ -61,8 +56,8 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
     hashes = _joined(h if h != "?" else "not recorded" for h in main["extractor_sha256"])
     n_samples = ", ".join(str(int(n)) for n in sorted(main["num_samples"].unique()))
     first = main.iloc[0]
-    boot = (f" FID intervals: {first['fid_ci_method']} ({int(first['fid_bootstrap'])} resamples)."
-            if isinstance(first.get("fid_ci_method"), str) and pd.notna(first.get("fid_bootstrap")) else "")
+    boot = (f" Each FID's interval is the interval for FID at N = {int(first['num_samples'])} samples: "
+            f"{first['fid_ci_method']}." if isinstance(first.get("fid_ci_method"), str) else "")
     controls = sorted(set(df.loc[~df["main"], "kind"]))
     return Section("Setup", [
         f"Dataset {params.data.dataset} at {params.data.image_size}x{params.data.image_size}x{params.data.channels}; "
@@ -75,14 +70,19 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
         f"are not comparable; FID∞ is the N → ∞ extrapolation (Chong & Forsyth 2020).{boot}"])
 
 
-def _findings_section(rows: list[dict[str, Any]], margin: float) -> Section:
+def _findings_section(rows: list[dict[str, Any]], params: Params, fr) -> Section:
     sentence = FD.beyond_magnitude_sentence(rows)
-    after = ([sentence] if sentence else []) + [
+    conv = fr.converged if fr is not None else None
+    after = ([sentence] if sentence else []) + ([conv.sentence] if conv is not None else []) + [
         "Verdicts are computed from the interval, never typed: "
-        f"ticket vs dense is a non-inferiority test with margin report.fid_tolerance = {margin:g}; the other "
-        "claims are supported when the interval excludes 0 on the predicted side, contradicted when it "
-        "excludes 0 on the other, and inconclusive at this scale otherwise. FID intervals over seeds combine "
-        "each run's bootstrap std with the between-seed spread (see the test column).",
+        f"ticket vs dense is a fixed sequence of non-inferiority tests with margin report.margin = "
+        f"{params.report.margin:g} of the dense FID (set before the run); the other claims are supported when "
+        "the interval excludes 0 on the predicted side, contradicted when it excludes 0 on the other, and "
+        "inconclusive at this scale otherwise. A ticket verdict against a dense baseline that has not converged "
+        "is provisional and says so. Every paired interval over seeds is between-seed variance plus the "
+        "shared-noise term (all runs share the starting noise and the held-out items), Student-t with "
+        "Satterthwaite's df; the exact sign-flip p beside it needs no normality, but with n seeds it can never "
+        f"go below 2/2ⁿ ({2 / 2 ** len(params.imp.seeds):.2g} here). Population: {FR.POPULATION}.",
         f"The layerwise claim (sparser or cheaper at equal FID) is judged by `lth-diffusion report compare` "
         f"from the experiments: {LAYERWISE_RULE}."]
     return Section("Findings", [], [FD.findings_table(rows)], after=after)
@@ -93,8 +93,9 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     out_dir, root = Path(out_dir), Path(artifacts_root)
     df = load_eval_table(params, root)
     main = df[df["main"]]
-    stats = seed_stats(df)
-    tol = params.report.fid_tolerance
+    runs = FR.load_paired(params, df, root)
+    stats = seed_stats(df, runs, params.report.level)
+    fr = FR.frontier(params, df, runs)
     rounds = round_ids(params)
     masks = {(s, k): load_json(require(prune_path(root, s, k) / "mask.json", "prune", s, k))
              for s in params.imp.seeds for k in rounds[1:]}
@@ -109,10 +110,19 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
 
     sim_csv, sim_summary_path = root / "similarity" / "similarity.csv", root / "similarity" / "summary.json"
     sim_summary: Optional[dict] = load_json(sim_summary_path) if sim_summary_path.exists() else None
-    findings = FD.collect(df, tol, sim_summary, params.similarity.metric)
+    findings = FD.collect(params, df, runs, fr, sim_summary, params.similarity.metric)
 
+    stops = {}
+    if fr is not None:
+        for seed, f in fr.seeds.per_seed:
+            row = df[(df["kind"] == "ticket") & (df["seed"] == seed) & (df["round"] == (f.stopped_at or -1))]
+            stops[seed] = (float(row["remaining_pct"].iloc[0]), float(row["fid"].iloc[0])) if len(row) else None
     figure("fid_vs_sparsity.png", "FID and KID vs prunable weights remaining: each seed (thin), the mean over "
-           "seeds with its 95 % interval (band) and the controls (markers)", F.plot_fid_vs_sparsity(df, stats, tol))
+           "seeds with its 95 % interval (band), the controls (markers), the non-inferiority margin (green) and "
+           "where each seed's fixed sequence of tests stops (X; none: censored at the last round)",
+           F.plot_fid_vs_sparsity(df, stats, fr.over_seeds.margin if fr is not None else None, stops))
+    figure("dense_convergence.png", "Dense baseline: held-out loss of the EMA weights at the convergence checks",
+           F.plot_convergence(fr.converged if fr is not None else None))
     figure("fid_vs_cost.png", "FID vs MACs and vs compressed storage (seeds, mean, controls)", F.plot_fid_vs_cost(df, stats))
     by_t = heldout_by_t_table(df)
     figure("heldout_by_t.png", "Held-out denoising loss relative to dense per timestep bucket, mean over seeds",
@@ -155,26 +165,39 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     else:
         notes.append(f"layer_rates.png skipped: {rates_path} not found (made by stage 'layer_rates').")
 
-    panels, ncols = _sample_panels(params, df, root)
-    figure("samples.png", "Sample grids: dense and the sparsest rounds", F.plot_sample_grids(panels, ncols))
+    panels, ncols = _sample_panels(params, df, root, fr)
+    figure("samples.png", "Sample grids: dense, the sparsest non-inferior ticket, the last round and the controls",
+           F.plot_sample_grids(panels, ncols))
 
     scale, unit = F.macs_unit(df["macs"])
     title = f"LTH diffusion report: {params.sparsity.schedule} schedule, rewind={params.rewind.mode}"
     results = Section("Mean over seeds", [
-        "Mean ± sd over the evaluated seeds; the FID interval is the 95 % interval of the mean (verdicts' rule: "
-        "between-seed variance plus each run's bootstrap variance, Student-t). Sparsity is the fraction of "
-        f"prunable weights removed; MACs count one forward pass of one image with kept weights only ({unit})."],
+        "Mean ± sd over the evaluated seeds; the FID interval is the interval of the mean over seeds "
+        "(between-seed variance plus the shared-noise term from the FID split errors on the shared samples, "
+        "Student-t). Sparsity is the fraction of prunable weights removed, beside it the fraction of all "
+        f"parameters; MACs count one forward pass of one image with kept weights only ({unit})."],
         [mean_table(stats, scale, unit)])
     per_seed = Section("Results per seed and round", [
-        "Each FID with its 95 % bootstrap interval over the generated samples and FID∞ beside it; the extractor "
+        "Each FID with its interval for FID at N samples (the generated samples' sampling error) and FID∞ "
+        "beside it; the extractor "
         "column names the feature extractor and the first 12 hex of its weights' sha256."],
         [round_table(df, scale, unit)])
-    best = Section(f"Sparsest ticket within ΔFID ≤ {tol:g} of dense (report.fid_tolerance)")
-    for seed in params.imp.seeds:
-        best.paragraphs.append(_within_tolerance_sentence(main[main["seed"] == seed], tol, f"Seed {seed}"))
-    if len(params.imp.seeds) > 1:
-        best.paragraphs.append(_within_tolerance_sentence(main_run_means(df), tol, "Mean over eval seeds"))
-    sections = [_findings_section(findings, tol), _setup(params, df), results, per_seed, best]
+    best = Section("Sparsest non-inferior ticket (fixed sequence of non-inferiority tests)")
+    if fr is not None:
+        best.paragraphs += [f"Over seeds (mean ΔFID): {fr.over_seeds.sentence}.", f"Per seed: {fr.seeds.sentence}."]
+        best.paragraphs += [f"Seed {seed}: {f.sentence}." for seed, f in fr.seeds.per_seed]
+        best.paragraphs.append("The same decision across margins (report.margins, fractions of the dense FID), "
+                               "so a reader sees how much hangs on the margin:")
+        cols = ["margin_fraction", "margin", "round", "prunable_sparsity", "global_sparsity", "status", "stopped_at"]
+        cols += [c for c in ("seeds_censored", "seeds_sparsity_min", "seeds_sparsity_max") if c in fr.table]
+        pct = {"prunable_sparsity", "global_sparsity", "seeds_sparsity_min", "seeds_sparsity_max"}
+        body = [[("–" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                  f"{100 * v:.2f} %" if c in pct else f"{v:g}" if isinstance(v, float) else str(v))
+                 for c, v in zip(cols, row)] for row in fr.table[cols].itertuples(index=False)]
+        best.tables.append(Table(cols, body))
+    else:
+        best.paragraphs.append("No IMP round: nothing to test.")
+    sections = [_findings_section(findings, params, fr), _setup(params, df), results, per_seed, best]
     if masks:
         sections.append(Section("Ticket sparsity per seed (from mask.json)", [], [mask_table(params, masks)]))
     sim_text = sim_summary.get("finding") if isinstance(sim_summary, dict) else None
@@ -186,7 +209,8 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
 
     written.append(save_text(csv_table(params, df).to_csv(index=False), out_dir / "fid_vs_sparsity.csv"))
     written.append(save_text(by_t.to_csv(index=False), out_dir / "heldout_by_t.csv"))
-    written.append(save_json(summary_metrics(params, df, FD.json_ready(findings)), out_dir / "metrics.json"))
+    written.append(save_json(summary_metrics(params, df, FD.json_ready(findings), FR.json_frontier(fr)),
+                             out_dir / "metrics.json"))
     written.append(save_text(render_markdown(title, sections), out_dir / "summary.md"))
     written.append(save_text(render_html(title, sections), out_dir / "index.html"))
     return written

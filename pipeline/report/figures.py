@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Optional, Any, Callable
 
 import matplotlib
 
@@ -84,7 +84,10 @@ def draw_curves(ax, df: pd.DataFrame, stats: pd.DataFrame, x: Callable[[pd.DataF
                     label=f"{kind} control, mean ({what})")
 
 
-def plot_fid_vs_sparsity(df: pd.DataFrame, stats: pd.DataFrame, tolerance: float):
+def plot_fid_vs_sparsity(df: pd.DataFrame, stats: pd.DataFrame, margin: Optional[float] = None,
+                         stops: Optional[dict] = None):
+    """`margin`: the non-inferiority margin in FID (a band above the mean dense FID); `stops`: seed ->
+    (remaining %, FID) of the round where that seed's fixed sequence of tests stops (none: censored)."""
     fig, (ax_fid, ax_kid) = plt.subplots(1, 2, figsize=(14, 5.5))
     pct = lambda r: r["remaining_pct"]
     draw_curves(ax_fid, df, stats, pct, "fid", ("fid_low", "fid_high"))
@@ -93,9 +96,13 @@ def plot_fid_vs_sparsity(df: pd.DataFrame, stats: pd.DataFrame, tolerance: float
         ax_fid.plot(inf["remaining_pct"], inf["fid_inf"], color=MEAN_COLOR, ls=":", lw=1.5, label="mean FID∞ (N → ∞)")
     draw_curves(ax_kid, df, stats, pct, "kid_mean", "kid_sd")
     dense = stats[stats["kind"] == "dense"]
-    if not dense.empty:
+    if not dense.empty and margin is not None:
         d = float(dense["fid"].iloc[0])
-        ax_fid.axhspan(d, d + tolerance, color="green", alpha=0.08, label=f"within ΔFID ≤ {tolerance:g} of mean dense")
+        ax_fid.axhspan(d, d + margin, color="green", alpha=0.08, label=f"non-inferiority margin: ΔFID < {margin:.2f}")
+    for i, (seed, point) in enumerate(sorted((stops or {}).items())):
+        if point is not None:
+            ax_fid.scatter([point[0]], [point[1]], marker="X", s=90, color=plt.get_cmap("tab10")(i + 1),
+                           edgecolors="black", zorder=5, label=f"seed {seed}: fixed sequence stops")
     ext = extractors(df)
     for ax, what in ((ax_fid, "FID"), (ax_kid, "KID")):
         sparsity_axis(ax, df["remaining_pct"])
@@ -224,17 +231,38 @@ def plot_sample_grids(panels: list[tuple[str, Path]], ncols: int):
     import matplotlib.image as mpimg
 
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 4.0 * nrows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.4 * nrows), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, path) in zip(axes.flat, panels):
         img = mpimg.imread(path)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-    fig.suptitle("DDIM samples from the EMA model: dense vs the sparsest tickets")
+        ax.set_title(title, fontsize=8, wrap=True)
+    fig.suptitle("DDIM samples from the EMA model (seed of the first row shown per column)")
     return fig
 
 
+
+
+def plot_convergence(conv) -> "plt.Figure":
+    """The dense run's held-out loss (EMA weights, shared items) at the convergence checks, per seed,
+    with ± 2 SE, and the check's verdict in the title."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if conv is None:
+        ax.text(0.5, 0.5, "no held-out curve (eval_dense's paired.json)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    for i, (seed, c) in enumerate(conv.per_seed):
+        steps, means, ses = zip(*c.curve)
+        ax.errorbar(steps, means, yerr=[2 * s for s in ses], marker="o", capsize=3, color=plt.get_cmap("tab10")(i + 1),
+                    label=f"seed {seed}: {'converged' if c.converged else 'not converged'}")
+    ax.set_xlabel("dense training step")
+    ax.set_ylabel("held-out denoising loss (EMA)")
+    ax.set_title(("converged" if conv.converged else "NOT converged") + f" in {conv.n_converged} of {conv.n_seeds} seeds",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def plot_claims_forest(rows: list[dict[str, Any]]):

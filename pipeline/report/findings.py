@@ -7,10 +7,10 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from pipeline.report.verdicts import (NONINFERIORITY_RULE, SUPERIORITY_RULE, Estimate, noninferiority, paired_difference_ci,
-                        superiority)
+from pipeline.report import frontier as FR
 from pipeline.report.render import Table, fmt
-from pipeline.report.tables import fid_inf_std, interval
+from pipeline.report.tables import interval
+from pipeline.report.verdicts import CONTRADICTED, INCONCLUSIVE, SUPERIORITY_RULE, SUPPORTED, superiority
 
 NOT_MEASURED = "not measured"
 SPARSE_ENOUGH = 0.9  # the paper's claim is about tickets at >= 90 % sparsity
@@ -30,57 +30,68 @@ def finding(claim: str, read_at: str, verdict: str, effect: float = math.nan,
             "verdict": verdict, "also": also}
 
 
-def _paired(a: pd.DataFrame, b: pd.DataFrame, col: str, std: Any) -> Estimate:
-    """Paired over the seeds both frames have: mean of a[col] − b[col] with verdicts' interval rule."""
-    a, b = a.set_index("seed"), b.set_index("seed")
-    seeds = sorted(set(a.index) & set(b.index))
-    sa = std(a) if callable(std) else a[std]
-    sb = std(b) if callable(std) else b[std]
-    return paired_difference_ci([a.loc[s, col] for s in seeds], [sa.loc[s] for s in seeds],
-                                [b.loc[s, col] for s in seeds], [sb.loc[s] for s in seeds])
+def _qualified(verdict: str, fr: FR.FrontierResult) -> str:
+    """A ticket verdict against a baseline that has not converged is provisional, and says so."""
+    conv = fr.converged
+    if conv is not None and conv.converged:
+        return verdict
+    why = "dense baseline not converged" if conv is not None else "dense convergence not measured"
+    return f"{verdict} (provisional: {why})"
 
 
-def _delta(label: str, e: Estimate, spec: str) -> str:
-    return f"{label} {fmt(e.mean, '+' + spec)} {interval(e.low, e.high, spec)}"
-
-
-def ticket_vs_dense(df: pd.DataFrame, margin: float) -> dict[str, Any]:
-    """ΔFID = ticket − dense at the sparsest round with mean sparsity >= 90 %, non-inferiority vs `margin`."""
+def ticket_vs_dense(params, df: pd.DataFrame, runs: dict, fr: Optional[FR.FrontierResult]) -> dict[str, Any]:
+    """The claim is read at the first round with mean sparsity >= 90 %, inside the fixed sequence of
+    non-inferiority tests: supported only if every round up to it passes (margin: report.margin of
+    the dense FID); contradicted if that round's interval lies wholly beyond the margin."""
     tickets = df[df["kind"] == "ticket"]
-    dense = df[df["kind"] == "dense"]
     by_round = tickets.groupby("round")["sparsity"].mean()
     sparse = by_round[by_round >= SPARSE_ENOUGH]
-    if sparse.empty:
+    if sparse.empty or fr is None:
         most = f"{100 * by_round.max():.1f} % at round {int(by_round.idxmax())}" if len(by_round) else "no pruned round"
         return finding(TICKET_CLAIM, "–", NOT_MEASURED,
                        test=f"no round reaches {100 * SPARSE_ENOUGH:g} % sparsity (sparsest: {most})")
-    k = int(sparse.idxmax())
-    t = tickets[tickets["round"] == k]
-    est = _paired(t, dense, "fid", "fid_std")
-    inf = _paired(t, dense, "fid_inf", fid_inf_std)
-    loss = _paired(t, dense, "heldout_loss", "heldout_loss_se")
-    also = "; ".join([_delta("ΔFID∞", inf, ".2f"), _delta("Δ held-out loss", loss, ".5f")])
-    return finding(TICKET_CLAIM, f"round {k} ({100 * sparse[k]:.1f} % sparse), {est.n} seed(s)",
-                   noninferiority(est.ci, margin), est.mean, est.ci,
-                   f"ΔFID ticket − dense; {est.rule}; {NONINFERIORITY_RULE.format(margin=margin)} "
-                   "(report.fid_tolerance)", also)
+    k = int(sparse.index.min())
+    est = fr.deltas[k]
+    o = fr.over_seeds
+    margin = o.margin
+    passed = o.round is not None and o.round >= k
+    if passed:
+        verdict = SUPPORTED
+    elif est.low > margin:
+        verdict = CONTRADICTED
+    else:
+        verdict = INCONCLUSIVE
+    seeds = list(params.imp.seeds)
+    loss = FR.loss_difference(runs, ("ticket", k), ("dense", 0), seeds, params.report.level)
+    glob = FR.global_sparsity(df, "ticket", None, k)
+    also = "; ".join([f"ΔFID {FR.estimate_text(est)}", f"Δ held-out loss {FR.estimate_text(loss, '+.5f')}",
+                      f"frontier: {o.sentence}"] + ([est.small_n] if est.small_n else []))
+    return finding(TICKET_CLAIM, f"round {k} ({100 * sparse[k]:.1f} % prunable, {100 * glob:.1f} % of all weights), "
+                   f"{est.n} seeds", _qualified(verdict, fr), est.estimate, est.ci,
+                   f"ΔFID ticket − dense; {est.rule}; fixed-sequence non-inferiority, margin {margin:.2f} = "
+                   f"report.margin {params.report.margin:g} × mean dense FID: supported if every round up to this "
+                   f"one has its interval's upper end below the margin, contradicted if this round's lower end is "
+                   f"above it; population: {FR.POPULATION}", also)
 
 
-def ticket_vs_control(df: pd.DataFrame, kind: str) -> dict[str, Any]:
-    """FID(control) − FID(ticket) at the control's sparsest round; positive supports the ticket."""
-    ctrl = df[df["kind"] == kind]
-    k = int(ctrl.loc[ctrl["sparsity"].idxmax(), "round"])
-    c, t = ctrl[ctrl["round"] == k], df[(df["kind"] == "ticket") & (df["round"] == k)]
+def ticket_vs_control(params, df: pd.DataFrame, runs: dict, kind: str, k: int,
+                      fr: Optional[FR.FrontierResult]) -> dict[str, Any]:
+    """FID(control) − FID(ticket) at round k, paired by seed and shared samples; > 0 supports the ticket."""
     claim = f"the ticket beats the {kind} control"
-    if t.empty:
-        return finding(claim, f"round {k}", NOT_MEASURED, test=f"no ticket evaluated at round {k}")
-    est = _paired(c, t, "fid", "fid_std")
-    inf = _paired(c, t, "fid_inf", fid_inf_std)
-    loss = _paired(c, t, "heldout_loss", "heldout_loss_se")
-    also = "; ".join([_delta("FID∞ control − ticket", inf, ".2f"), _delta("held-out loss control − ticket", loss, ".5f")])
-    return finding(claim, f"round {k} ({100 * c['sparsity'].mean():.1f} % sparse), {est.n} seed(s)",
-                   superiority(est.ci), est.mean, est.ci,
-                   f"FID {kind} − ticket; {est.rule}; {SUPERIORITY_RULE}", also)
+    seeds = sorted(set(df.loc[(df["kind"] == kind) & (df["round"] == k), "seed"]) &
+                   set(df.loc[(df["kind"] == "ticket") & (df["round"] == k), "seed"]))
+    if not seeds:
+        return finding(claim, f"round {k}", NOT_MEASURED, test=f"no ticket and {kind} control both evaluated at round {k}")
+    est = FR.fid_difference(df, runs, (kind, k), ("ticket", k), seeds, params.report.level)
+    loss = FR.loss_difference(runs, (kind, k), ("ticket", k), seeds, params.report.level)
+    sp = df.loc[(df["kind"] == kind) & (df["round"] == k), "sparsity"].mean()
+    glob = FR.global_sparsity(df, kind, None, k)
+    also = "; ".join([f"FID {FR.estimate_text(est)}", f"held-out loss control − ticket {FR.estimate_text(loss, '+.5f')}"]
+                     + ([est.small_n] if est.small_n else []))
+    verdict = superiority(est.ci)
+    return finding(claim, f"round {k} ({100 * sp:.1f} % prunable, {100 * glob:.1f} % of all weights), {est.n} seeds",
+                   _qualified(verdict, fr) if fr is not None else verdict, est.estimate, est.ci,
+                   f"FID {kind} − ticket; {est.rule}; {SUPERIORITY_RULE}; population: {FR.POPULATION}", also)
 
 
 def similarity_findings(summary: Optional[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -131,10 +142,13 @@ def beyond_magnitude_sentence(rows: list[dict[str, Any]]) -> Optional[str]:
     return None
 
 
-def collect(df: pd.DataFrame, margin: float, sim_summary: Optional[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Every claim's row, in the table's order: ticket vs dense, ticket vs each control, similarity."""
-    rows = [ticket_vs_dense(df, margin)]
-    rows += [ticket_vs_control(df, kind) for kind in sorted(set(df.loc[~df["main"], "kind"]))]
+def collect(params, df: pd.DataFrame, runs: dict, fr: Optional[FR.FrontierResult],
+            sim_summary: Optional[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Every claim's row, in the table's order: ticket vs dense, ticket vs each control at each of its
+    rounds, similarity."""
+    rows = [ticket_vs_dense(params, df, runs, fr)]
+    controls = df.loc[~df["main"], ["kind", "round"]].drop_duplicates().sort_values(["kind", "round"])
+    rows += [ticket_vs_control(params, df, runs, str(kind), int(k), fr) for kind, k in controls.itertuples(index=False)]
     rows += similarity_findings(sim_summary, metric)
     return rows
 

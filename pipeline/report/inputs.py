@@ -22,7 +22,7 @@ MAIN_EVAL = re.compile(r"^s(\d+)/r(\d+)/metrics\.json$")
 # eval/controls/{kind}/s{seed}/r{k}/metrics.json: a control beside the chain
 CONTROL_EVAL = re.compile(r"^controls/([^/]+)/s(\d+)/r(\d+)/metrics\.json$")
 MAIN_KINDS = ("dense", "ticket")
-NUMERIC = ("kid_mean", "kid_std", "macs", "storage_bytes", "params_kept", "heldout_loss", "heldout_loss_se",
+NUMERIC = ("kid_mean", "kid_std", "macs", "storage_bytes", "params_kept", "params_total", "heldout_loss", "heldout_loss_se",
            "fid_std", "fid_inf", "fid_ci_low", "fid_ci_high", "fid_inf_low", "fid_inf_high")
 
 

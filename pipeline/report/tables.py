@@ -7,7 +7,9 @@ from typing import Any, Optional
 import pandas as pd
 
 from pipeline.core.config import Params
-from pipeline.report.verdicts import seed_mean_ci
+import numpy as np
+
+from pipeline.report.verdicts import Estimate, seed_mean_ci
 from pipeline.report.inputs import extractor_label, round_ids
 from pipeline.report.render import Table, fmt
 
@@ -36,13 +38,22 @@ def fid_inf_std(rows: pd.DataFrame) -> pd.Series:
     return (rows["fid_inf_high"] - rows["fid_inf_low"]) / (2 * Z95)
 
 
-def seed_stats(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (kind, round): seed count, means, between-seed sd, and the 95 % interval of the mean FID
-    and FID∞ (verdicts.seed_mean_ci). Main chain first, then controls."""
+def seed_stats(df: pd.DataFrame, runs: Optional[dict] = None, level: float = 0.95) -> pd.DataFrame:
+    """Per (kind, round): seed count, means, between-seed sd, and the interval of the mean FID (with
+    `runs`, the FID split errors on the shared samples: between-seed variance plus the shared-noise
+    term, pipeline.stats.paired) and of FID∞ (verdicts.seed_mean_ci: no joint replicates of it).
+    Main chain first, then controls."""
+    from pipeline.stats.paired import one_sample
+
     out = []
     for (kind, k), g in df.groupby(["kind", "round"], sort=False):
         g = g.sort_values("seed")
-        fid = seed_mean_ci(g["fid"].tolist(), g["fid_std"].tolist())
+        if runs is not None:
+            reps = np.stack([runs[(str(kind), int(s), int(k))].split for s in g["seed"]])
+            e = one_sample(g["fid"].tolist(), reps, kind="split", level=level)
+            fid = Estimate(e.estimate, e.low, e.high, e.n, e.rule)
+        else:
+            fid = seed_mean_ci(g["fid"].tolist(), g["fid_std"].tolist())
         inf = seed_mean_ci(g["fid_inf"].tolist(), fid_inf_std(g).tolist())
         sd = lambda c: float(g[c].std(ddof=1)) if len(g) > 1 else math.nan
         out.append({"kind": kind, "round": int(k), "main": bool(g["main"].iloc[0]), "seeds": len(g),
@@ -53,6 +64,7 @@ def seed_stats(df: pd.DataFrame) -> pd.DataFrame:
                     "kid_mean": float(g["kid_mean"].mean()), "kid_sd": sd("kid_mean"),
                     "macs": float(g["macs"].mean()), "storage_bytes": float(g["storage_bytes"].mean()),
                     "params_kept": float(g["params_kept"].mean()),
+                    "global_sparsity": float((1 - g["params_kept"] / g["params_total"]).mean()),
                     "heldout_loss": float(g["heldout_loss"].mean()), "heldout_loss_sd": sd("heldout_loss"),
                     "extractor": ", ".join(sorted({extractor_label(n, h) for n, h in
                                                    zip(g["feature_extractor"], g["extractor_sha256"])}))})
@@ -64,14 +76,14 @@ def seed_stats(df: pd.DataFrame) -> pd.DataFrame:
 def main_run_means(df: pd.DataFrame) -> pd.DataFrame:
     """The main run per round, averaged over eval seeds (one seed: that seed's numbers)."""
     main = df[df["main"]]
-    cols = ["sparsity", "fid", "kid_mean", "macs", "storage_bytes", "params_kept", "heldout_loss"]
+    cols = ["sparsity", "fid", "kid_mean", "macs", "storage_bytes", "params_kept", "params_total", "heldout_loss"]
     return main.groupby("round", as_index=False)[cols].mean().sort_values("round")
 
 
-def summary_metrics(params: Params, df: pd.DataFrame, findings: list[dict[str, Any]]) -> dict[str, Any]:
+def summary_metrics(params: Params, df: pd.DataFrame, findings: list[dict[str, Any]],
+                    frontier: dict[str, Any]) -> dict[str, Any]:
     means = main_run_means(df)
     dense, final = means.iloc[0], means.iloc[-1]
-    best = sparsest_within_tolerance(means, params.report.fid_tolerance)
     main = df[df["main"]]
     out: dict[str, Any] = {
         "schedule": params.sparsity.schedule,
@@ -84,15 +96,12 @@ def summary_metrics(params: Params, df: pd.DataFrame, findings: list[dict[str, A
         "final_round": int(final["round"]),
         "final_fid": float(final["fid"]),
         "final_sparsity": float(final["sparsity"]),
+        "final_global_sparsity": float(1 - final["params_kept"] / final["params_total"]),
         "final_macs": float(final["macs"]),
-        "fid_tolerance": params.report.fid_tolerance,
-        "sparsest_within_tolerance": None,
+        "margin_fraction": params.report.margin,
+        **frontier,
         "findings": findings,
     }
-    if best is not None:
-        out["sparsest_within_tolerance"] = {
-            "round": int(best["round"]), "sparsity": float(best["sparsity"]), "fid": float(best["fid"]),
-            "delta_fid": float(best["fid"] - dense["fid"])}
     return out
 
 
@@ -126,7 +135,7 @@ def kind_label(kind: str, rewind: str = "") -> str:
 
 def round_table(rows: pd.DataFrame, macs_scale: float, macs_unit: str) -> Table:
     """Per seed and round; every FID with its 95 % bootstrap interval, FID∞ beside it, and the extractor."""
-    header = ["seed", "kind", "round", "sparsity (%)", "params kept", f"MACs ({macs_unit})", "storage (KiB)",
+    header = ["seed", "kind", "round", "sparsity (%)", "of all weights (%)", "params kept", f"MACs ({macs_unit})", "storage (KiB)",
               "FID [95 % CI]", "FID∞ [95 % CI]", "extractor", "KID", "heldout loss ± SE"]
     body = []
     for _, r in rows.sort_values(["main", "kind", "seed", "round"], ascending=[False, True, True, True]).iterrows():
@@ -134,6 +143,7 @@ def round_table(rows: pd.DataFrame, macs_scale: float, macs_unit: str) -> Table:
         loss = fmt(r["heldout_loss"], ".5f") + (f" ± {fmt(r['heldout_loss_se'], '.5f')}"
                                                if pd.notna(r["heldout_loss_se"]) else "")
         body.append([str(r["seed"]), kind_label(r["kind"], r["rewind"]), str(r["round"]), fmt(100 * r["sparsity"], ".2f"),
+                     fmt(100 * (1 - r["params_kept"] / r["params_total"]), ".2f"),
                      fmt(r["params_kept"], ",.0f"), fmt(r["macs"] / macs_scale, ".3f"), fmt(r["storage_bytes"] / 1024, ".1f"),
                      with_interval(r["fid"], r["fid_ci_low"], r["fid_ci_high"]),
                      with_interval(r["fid_inf"], r["fid_inf_low"], r["fid_inf_high"]),
@@ -143,13 +153,14 @@ def round_table(rows: pd.DataFrame, macs_scale: float, macs_unit: str) -> Table:
 
 def mean_table(stats: pd.DataFrame, macs_scale: float, macs_unit: str) -> Table:
     """Per kind and round over seeds: mean ± sd (between seeds), and the 95 % interval of the mean FID."""
-    header = ["kind", "round", "seeds", "sparsity (%)", f"MACs ({macs_unit})", "FID mean ± sd",
+    header = ["kind", "round", "seeds", "sparsity (%)", "of all weights (%)", f"MACs ({macs_unit})", "FID mean ± sd",
               "FID 95 % CI of mean", "FID∞ mean ± sd [95 % CI]", "extractor", "KID mean ± sd",
               "heldout loss mean ± sd"]
     body = []
     for _, s in stats.iterrows():
         n = int(s["seeds"])
         body.append([kind_label(s["kind"]), str(s["round"]), str(n), fmt(100 * s["sparsity"], ".2f"),
+                     fmt(100 * s["global_sparsity"], ".2f"),
                      fmt(s["macs"] / macs_scale, ".3f"), mean_spread(s["fid"], s["fid_sd"], n, ".2f"),
                      interval(s["fid_low"], s["fid_high"]),
                      f"{mean_spread(s['fid_inf'], s['fid_inf_sd'], n, '.2f')} {interval(s['fid_inf_low'], s['fid_inf_high'])}",

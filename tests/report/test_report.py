@@ -85,10 +85,26 @@ def _write(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
 
 
+def _paired(seed: int, k: int, kind: str, shift: float = 0.0) -> dict:
+    """paired.json: FID split errors with a component shared by every run (common random numbers),
+    per-item held-out losses on shared items, and the dense run's flat (converged) held-out curve."""
+    common = np.random.default_rng(0).normal(size=40)
+    own = np.random.default_rng(100 * seed + k + (7 if kind != "ticket" else 0)).normal(size=40)
+    items = np.random.default_rng(1).uniform(0.02, 0.06, size=64)
+    noise = np.random.default_rng(1000 + 10 * seed + k).normal(scale=0.001, size=64)
+    out = {"fid_split_errors": (0.3 * common + 0.2 * own).tolist(),
+           "heldout_items": (items + 0.001 * k + shift + noise).tolist()}
+    if k == 0 and kind == "dense":
+        out["heldout_curve"] = {str(step): (items + noise + 1e-6 * (3 - i)).tolist()
+                                for i, step in enumerate((50, 75, 100))}
+    return out
+
+
 def make_fake_results(root: Path, with_optional: bool = True, controls: bool = False) -> None:
     for seed in SEEDS:
         for k in (0, *ROUNDS):
             _write(root / f"eval/s{seed}/r{k}/metrics.json", _metrics(seed, k))
+            _write(root / f"eval/s{seed}/r{k}/paired.json", _paired(seed, k, "dense" if k == 0 else "ticket"))
             _png(root / f"eval/s{seed}/r{k}/samples.png", 40 * k + 10)
         for k in ROUNDS:
             sp = 1 - 0.45 ** k
@@ -103,6 +119,9 @@ def make_fake_results(root: Path, with_optional: bool = True, controls: bool = F
                    _metrics(seed, 3, fid=90.0 + seed, kind="reinit", rewind="checkpoint"))
             _write(root / f"eval/controls/random/s{seed}/r3/metrics.json",
                    _metrics(seed, 3, fid=_fid(seed, 3) + 0.2 * (-1) ** seed, kind="random", rewind="checkpoint"))
+            for kind, shift in (("reinit", 0.01), ("random", 0.0)):
+                _write(root / f"eval/controls/{kind}/s{seed}/r3/paired.json", _paired(seed, 3, kind, shift))
+                _png(root / f"eval/controls/{kind}/s{seed}/r3/samples.png", 200)
         _write(root / "eval/controls/reinit/s9/r3/metrics.json", _metrics(9, 3, fid=1.0, kind="reinit"))  # stale seed
     _write(root / "eval/s1/r7/metrics.json", _metrics(1, 3, fid=1.0))  # stale: round 7 not in params
     if with_optional:
@@ -120,7 +139,7 @@ def make_fake_results(root: Path, with_optional: bool = True, controls: bool = F
 
 EXPECTED = ["fid_vs_sparsity.png", "fid_vs_cost.png", "heldout_by_t.png", "layer_sparsity.png",
             "similarity_heatmap.png", "similarity_depth.png", "similarity_claims.png", "layer_rates.png",
-            "samples.png", "summary.md", "index.html", "fid_vs_sparsity.csv", "heldout_by_t.csv", "metrics.json"]
+            "samples.png", "dense_convergence.png", "summary.md", "index.html", "fid_vs_sparsity.csv", "heldout_by_t.csv", "metrics.json"]
 
 
 def _md_table(md: str, section: str) -> list[dict]:
@@ -137,7 +156,7 @@ def report(tmp_path_factory):
     pytest.importorskip("pipeline.similarity.agreement")  # block colours and similarity figures come from it
     root = tmp_path_factory.mktemp("run")
     make_fake_results(root / "artifacts", controls=True)
-    written = build_report(_params(fid_tolerance=10.0), out_dir=root / "reports", artifacts_root=root / "artifacts")
+    written = build_report(_params(margin=0.5), out_dir=root / "reports", artifacts_root=root / "artifacts")
     return root, written
 
 
@@ -160,10 +179,12 @@ def test_findings_table_opens_the_summary(report):
     assert first_section.startswith("Findings\n")
     rows = {r["claim"]: r for r in _md_table(md, "Findings")}
     ticket = rows["winning tickets exist at ≥ 90 % sparsity (ticket vs dense)"]
-    # round 3 (90.9 %): ΔFID = 30.125 on both seeds; far beyond the margin 10 -> contradicted
+    # round 3 (90.9 %): ΔFID = 30.125 on both seeds; far beyond the margin 0.5 x dense 50.25 -> contradicted;
+    # the fake dense curve is flat, so the verdict is not provisional
     assert ticket["read at"].startswith("round 3") and float(ticket["effect"]) == pytest.approx(30.125, abs=5e-4)
-    assert ticket["verdict"] == "contradicted" and "non-inferiority, margin 10" in ticket["test"]
-    assert "Δ held-out loss +0.00300" in ticket["also measured"]
+    assert ticket["verdict"] == "contradicted" and "fixed-sequence non-inferiority, margin 25.1" in ticket["test"]
+    assert "Δ held-out loss +0.003" in ticket["also measured"] and "exact sign-flip p" in ticket["also measured"]
+    assert "frontier: sparsest non-inferior ticket: round 2" in ticket["also measured"]
     reinit, random = rows["the ticket beats the reinit control"], rows["the ticket beats the random control"]
     assert reinit["verdict"] == "supported" and float(reinit["effect"]) == pytest.approx(11.125, abs=5e-4)
     assert random["verdict"] == "inconclusive at this scale"  # seeds straddle the ticket
@@ -235,18 +256,43 @@ def test_curves_show_each_seed_the_mean_and_the_controls():
     assert set(markers) == {"reinit control, mean (95 % CI of mean)", "random control, mean (95 % CI of mean)"}
 
 
-def test_ticket_claim_reads_the_sparsest_round_past_90_percent(tmp_path):
+def test_ticket_claim_follows_the_fixed_sequence_and_is_provisional_without_convergence(tmp_path):
     from pipeline.report import findings as FD
+    from pipeline.report import frontier as FR
     from pipeline.report.inputs import load_eval_table
 
     make_fake_results(tmp_path, with_optional=False)
-    df = load_eval_table(_params(), tmp_path)
-    full = FD.ticket_vs_dense(df, margin=40.0)  # ΔFID 30.125 ± 6.35 is within a margin of 40
-    assert full["verdict"] == "supported" and full["read_at"].startswith("round 3 (90.9 % sparse), 2 seed(s)")
+
+    def claim(params, df):
+        runs = FR.load_paired(params, df, tmp_path)
+        fr = FR.frontier(params, df, runs)
+        return FD.ticket_vs_dense(params, df, runs, fr), fr
+
+    params = _params(margin=0.8)  # 0.8 x mean dense 50.25 = 40.2: every round's ΔFID (<= 30.1) passes
+    df = load_eval_table(params, tmp_path)
+    row, fr = claim(params, df)
+    assert row["verdict"] == "supported" and row["read_at"].startswith("round 3 (90.9 % prunable, 75.7 % of all")
+    assert fr.over_seeds.censored and "≥ 90.9 % (last round studied, not bracketed)" in fr.over_seeds.sentence
+    # a non-inferior round after a failed one must not count: round 2 fails, round 3 would pass alone
     moved = df.copy()
-    moved.loc[moved["round"] == 3, "fid"] += 15.0  # now 45.1 ± 6.35: straddles 40
-    assert FD.ticket_vs_dense(moved, margin=40.0)["verdict"] == "inconclusive at this scale"
-    short = FD.ticket_vs_dense(df[df["round"] < 3], margin=40.0)
+    moved.loc[moved["round"] == 2, "fid"] += 45.0
+    row, fr = claim(params, moved)
+    assert (fr.over_seeds.round, fr.over_seeds.stopped_at) == (1, 2) and fr.over_seeds.bracketed
+    assert row["verdict"] == "inconclusive at this scale"
+    # a dense baseline still learning: no unqualified verdict
+    for seed in SEEDS:
+        path = tmp_path / f"eval/s{seed}/r0/paired.json"
+        data = json.loads(path.read_text())
+        data["heldout_curve"] = {step: [v + 0.01 * (2 - i) for v in values]
+                                 for i, (step, values) in enumerate(data["heldout_curve"].items())}
+        path.write_text(json.dumps(data))
+    row, fr = claim(params, df)
+    assert not fr.converged.converged
+    assert row["verdict"] == "supported (provisional: dense baseline not converged)"
+    short_params = parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": 1, "prev": 0}, {"k": 2, "prev": 1}]},
+                                 "controls": {"rounds": []}})
+    short_df = load_eval_table(short_params, tmp_path)
+    short, _ = claim(short_params, short_df)
     assert short["verdict"] == "not measured"
     assert short["test"] == "no round reaches 90 % sparsity (sparsest: 79.8 % at round 2)"
 
@@ -284,7 +330,7 @@ def test_heldout_by_t_keeps_an_empty_bucket_as_missing():
 
 def test_report_is_byte_stable(report, tmp_path):
     root, written = report
-    again = build_report(_params(fid_tolerance=10.0), out_dir=tmp_path / "reports", artifacts_root=root / "artifacts")
+    again = build_report(_params(margin=0.5), out_dir=tmp_path / "reports", artifacts_root=root / "artifacts")
     for a, b in zip(written, again):
         assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
 
@@ -305,11 +351,12 @@ def test_csv_and_metrics(report):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dense_fid"] == 50.25 and metrics["final_fid"] == 80.375
     assert metrics["final_sparsity"] == pytest.approx(1 - 0.45 ** 3)
-    assert metrics["sparsest_within_tolerance"]["round"] == 2
+    assert metrics["frontier"]["round"] == 2 and metrics["frontier"]["status"] == "bracketed"
+    assert metrics["dense_converged"] is True
     assert metrics["feature_extractor"] == "classifier" and metrics["extractor_sha256"] == SHA
     md = (out / "summary.md").read_text()
     assert "Upstream layers agree more (fake)." in md
-    assert "Seed 1: the sparsest ticket within ΔFID ≤ 10 of dense is round 2 at 79.75% sparsity" in md
+    assert "Seed 1: sparsest non-inferior ticket: round 2 at 79.8 % prunable" in md and "not bracketed" not in md
 
 
 def test_html_is_self_contained(report):
@@ -319,7 +366,7 @@ def test_html_is_self_contained(report):
     assert "http" not in page.lower()
     assert "<script" not in page and "<link" not in page
     n_png = sum(p.suffix == ".png" for p in written)
-    assert page.count("data:image/png;base64,") == n_png == 9
+    assert page.count("data:image/png;base64,") == n_png == 10
     assert page.index("<h2>Findings</h2>") < page.index("<h2>Setup</h2>")
     assert "Upstream layers agree more (fake)." in page
 
@@ -361,7 +408,7 @@ def test_stage_entry_without_optional_inputs(tmp_path):
     """`python -m stages.report` in a run without similarity/rates and no ticket within tolerance."""
     pytest.importorskip("pipeline.similarity.agreement")
     make_fake_results(tmp_path / "artifacts", with_optional=False)
-    (tmp_path / "params.yaml").write_text(json.dumps(_params(fid_tolerance=1.0).model_dump(mode="json")))
+    (tmp_path / "params.yaml").write_text(json.dumps(_params(margin=0.01).model_dump(mode="json")))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run([sys.executable, "-m", "stages.report"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -369,15 +416,15 @@ def test_stage_entry_without_optional_inputs(tmp_path):
     skipped = {"similarity_heatmap.png", "similarity_depth.png", "layer_rates.png"}  # the claims figure says there are none
     assert sorted(p.name for p in out.iterdir()) == sorted(set(EXPECTED) - skipped)
     md = (out / "summary.md").read_text()
-    assert "no ticket stays within ΔFID ≤ 1 of dense" in md
+    assert "no round is non-inferior" in md
     assert "similarity.csv not found" in md and "rates.json not found" in md
-    assert json.loads((out / "metrics.json").read_text())["sparsest_within_tolerance"] is None
-    assert (out / "index.html").read_text().count("data:image/png;base64,") == 6
+    assert json.loads((out / "metrics.json").read_text())["frontier"]["status"] == "none"
+    assert (out / "index.html").read_text().count("data:image/png;base64,") == 7
     rows = {r["claim"]: r for r in _md_table(md, "Findings")}
     assert rows["upstream blocks agree more than downstream blocks (forward order)"]["verdict"] == "not measured"
     ticket = rows["winning tickets exist at ≥ 90 % sparsity (ticket vs dense)"]
-    # every IMP seed is evaluated: two seeds, Student-t with 1 df; ΔFID ~30 is beyond margin 1
-    assert ticket["verdict"] == "contradicted" and "Student-t, 1 df over 2 seeds" in ticket["test"]
+    # every IMP seed is evaluated: two seeds, the shared-noise SE; ΔFID ~30 is far beyond the margin
+    assert ticket["verdict"] == "contradicted" and "2 seeds: SE² = between-seed variance / n + mean cross-seed" in ticket["test"]
 
 
 # ------------------------------------------------------------------------------------------------

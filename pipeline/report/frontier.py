@@ -1,0 +1,155 @@
+"""The report's inference on the run: every paired comparison of two runs with the one standard-error
+model of pipeline.stats.paired (between-seed variance plus the shared-noise term, from the FID split
+errors and per-item held-out losses each eval writes to paired.json on the shared sample indices and
+items), the dense baseline's convergence check, and the sparsest non-inferior ticket by a fixed
+sequence of non-inferiority tests (pipeline.stats.frontier), per seed and over seeds.
+
+The population every interval describes: data-order seeds of one θ0, with the sampling noise held
+fixed (common random numbers) — initialisation variance is not in them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.config import Params
+from pipeline.core.io import load_json
+from pipeline.report.inputs import eval_path, require
+from pipeline.stats.convergence import SeedsConvergence, dense_convergence_over_seeds
+from pipeline.stats.frontier import (Frontier, RoundInterval, SeedsFrontier, frontier_over_seeds, margins_table,
+                                     relative_margin)
+from pipeline.stats.paired import SeedEstimate, paired, paired_items_over_seeds
+
+POPULATION = ("data-order seeds of one θ0 (initialisation not varied), sampling noise and held-out items "
+              "shared by every run (common random numbers)")
+
+
+def control_path(root: Path, kind: str, seed: int, k: int) -> Path:
+    return Path(root) / "eval" / "controls" / kind / f"s{seed}" / f"r{k}"
+
+
+@dataclass
+class RunData:
+    """One eval's paired.json: FID split errors (shared splits) and per-item held-out losses."""
+    split: np.ndarray
+    items: np.ndarray
+    curve: Optional[dict[int, np.ndarray]]
+
+
+def load_paired(params: Params, df: pd.DataFrame, root: Path) -> dict[tuple[str, int, int], RunData]:
+    """(kind, seed, k) -> RunData for every row of the eval table (kind: dense, ticket or a control)."""
+    out = {}
+    for r in df.itertuples():
+        kind, seed, k = str(r.kind), int(r.seed), int(r.round)
+        folder = eval_path(root, seed, k) if r.main else control_path(root, kind, seed, k)
+        stage = "eval_dense" if k == 0 else ("eval" if r.main else "eval_control")
+        data = load_json(require(folder / "paired.json", stage, seed, k))
+        curve = data.get("heldout_curve")
+        out[(kind, seed, k)] = RunData(np.asarray(data["fid_split_errors"], dtype=np.float64),
+                                       np.asarray(data["heldout_items"], dtype=np.float64),
+                                       {int(s): np.asarray(v, dtype=np.float64) for s, v in curve.items()}
+                                       if curve else None)
+    return out
+
+
+def _value(df: pd.DataFrame, kind: str, seed: int, k: int, col: str) -> float:
+    row = df[(df["kind"] == kind) & (df["seed"] == seed) & (df["round"] == k)]
+    return float(row[col].iloc[0]) if len(row) else math.nan
+
+
+def fid_difference(df: pd.DataFrame, runs: dict, a: tuple[str, int], b: tuple[str, int], seeds, level: float,
+                   null: float = 0.0) -> SeedEstimate:
+    """FID(a) − FID(b) over `seeds`, a and b = (kind, round), paired by seed and by shared samples."""
+    va = [_value(df, a[0], s, a[1], "fid") for s in seeds]
+    vb = [_value(df, b[0], s, b[1], "fid") for s in seeds]
+    ra = np.stack([runs[(a[0], s, a[1])].split for s in seeds])
+    rb = np.stack([runs[(b[0], s, b[1])].split for s in seeds])
+    return paired(va, vb, ra, rb, kind="split", level=level, null=null)
+
+
+def loss_difference(runs: dict, a: tuple[str, int], b: tuple[str, int], seeds, level: float) -> SeedEstimate:
+    """Held-out loss of a minus b, paired by seed and by item."""
+    return paired_items_over_seeds(np.stack([runs[(a[0], s, a[1])].items for s in seeds]),
+                                   np.stack([runs[(b[0], s, b[1])].items for s in seeds]), level=level)
+
+
+def convergence(params: Params, runs: dict) -> Optional[SeedsConvergence]:
+    curves = {s: runs[("dense", s, 0)].curve for s in params.imp.seeds if runs.get(("dense", s, 0))}
+    if not curves or any(c is None or len(c) < 2 for c in curves.values()):
+        return None
+    return dense_convergence_over_seeds(curves, params.report.converged_tolerance, level=params.report.level)
+
+
+def global_sparsity(df: pd.DataFrame, kind: str, seed: Optional[int], k: int) -> float:
+    rows = df[(df["kind"] == kind) & (df["round"] == k) & ((df["seed"] == seed) if seed is not None else True)]
+    return float((1.0 - rows["params_kept"] / rows["params_total"]).mean())
+
+
+@dataclass
+class FrontierResult:
+    seeds: SeedsFrontier
+    over_seeds: Frontier
+    table: pd.DataFrame                     # the verdict across report.margins
+    deltas: dict[int, SeedEstimate]         # round -> ΔFID ticket − dense over seeds
+    per_seed_deltas: dict[tuple[int, int], SeedEstimate]
+    converged: Optional[SeedsConvergence]
+
+
+def frontier(params: Params, df: pd.DataFrame, runs: dict) -> Optional[FrontierResult]:
+    seeds = list(params.imp.seeds)
+    ks = [r.k for r in params.imp.rounds]
+    if not ks:
+        return None
+    level = params.report.level
+    conv = convergence(params, runs)
+    converged = conv.converged if conv is not None else False
+    deltas = {k: fid_difference(df, runs, ("ticket", k), ("dense", 0), seeds, level) for k in ks}
+    per_seed = {(s, k): fid_difference(df, runs, ("ticket", k), ("dense", 0), [s], level) for s in seeds for k in ks}
+
+    def rounds(seed: Optional[int]) -> list[RoundInterval]:
+        out = []
+        for k in ks:
+            e = deltas[k] if seed is None else per_seed[(seed, k)]
+            sp = df[(df["kind"] == "ticket") & (df["round"] == k) & ((df["seed"] == seed) if seed is not None else True)]
+            out.append(RoundInterval(k, float(sp["sparsity"].mean()), global_sparsity(df, "ticket", seed, k),
+                                     e.estimate, e.high, e.low))
+        return out
+
+    dense_fid = {s: _value(df, "dense", s, 0, "fid") for s in seeds}
+    label = f"{100 * level:g} % interval's upper end"
+    over = frontier_over_seeds({s: rounds(s) for s in seeds}, rounds(None), params.report.margin, dense_fid,
+                               baseline_converged=converged, interval=label)
+    table = margins_table(rounds(None), float(np.mean(list(dense_fid.values()))), params.report.margins,
+                          per_seed={s: rounds(s) for s in seeds}, per_seed_dense_fid=dense_fid,
+                          baseline_converged=converged, interval=label)
+    return FrontierResult(over, over.over_seeds, table, deltas, per_seed, conv)
+
+
+def estimate_text(e: SeedEstimate, spec: str = "+.2f") -> str:
+    """Effect, interval and both tests, for the findings' 'also' column."""
+    exact = f"exact sign-flip p = {e.exact_p:.2g} (smallest reachable {e.min_p:.2g})"
+    return (f"{format(e.estimate, spec)} [{format(e.low, spec[1:] if spec[0] == '+' else spec)}, "
+            f"{format(e.high, spec[1:] if spec[0] == '+' else spec)}], t p = {e.t_p:.2g}, {exact}")
+
+
+def json_frontier(result: Optional[FrontierResult]) -> dict[str, Any]:
+    """What reports/metrics.json keeps of the frontier (read back by `report compare`)."""
+    if result is None:
+        return {}
+    per_seed = {}
+    for seed, f in result.seeds.per_seed:
+        per_seed[str(seed)] = {"round": f.round_or_dense, "sparsity": f.sparsity_or_dense,
+                               "global_sparsity": f.global_sparsity_or_dense, "status": f.status,
+                               "stopped_at": f.stopped_at, "last_sparsity": f.last_prunable_sparsity}
+    o = result.over_seeds
+    conv = result.converged
+    return {"frontier": {"margin_fraction": o.margin_fraction, "margin": o.margin, "status": o.status,
+                         "round": o.round_or_dense, "sparsity": o.sparsity_or_dense,
+                         "global_sparsity": o.global_sparsity_or_dense, "stopped_at": o.stopped_at,
+                         "provisional": o.provisional, "sentence": o.sentence, "per_seed": per_seed},
+            "dense_converged": None if conv is None else bool(conv.converged)}
