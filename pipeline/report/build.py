@@ -13,7 +13,7 @@ from pipeline.core.io import load_json, save_figure, save_json, save_text
 from pipeline.report import figures as F
 from pipeline.report import findings as FD
 from pipeline.report import frontier as FR
-from pipeline.report.inputs import eval_path, extractor_label, heldout_by_t_table, load_eval_table, prune_path, require, round_ids
+from pipeline.report.inputs import eval_path, heldout_by_t_table, load_eval_table, prune_path, require, round_ids
 from pipeline.report.render import Section, Table, render_html, render_markdown
 from pipeline.report.tables import csv_table, mask_table, mean_table, round_table, seed_stats, summary_metrics
 from pipeline.report.verdicts import LAYERWISE_RULE
@@ -92,7 +92,6 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     """Write every report file under `out_dir`; return their paths."""
     out_dir, root = Path(out_dir), Path(artifacts_root)
     df = load_eval_table(params, root)
-    main = df[df["main"]]
     runs = FR.load_paired(params, df, root)
     stats = seed_stats(df, runs, params.report.level)
     fr = FR.frontier(params, df, runs)

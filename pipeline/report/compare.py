@@ -1,5 +1,6 @@
 """Across experiments: the workspace, its baseline commit and every DVC experiment side by side,
-with the spread over seeds and a verdict on the layerwise claim.
+with the spread over seeds, each run's sparsest non-inferior ticket ranked, and a verdict on the
+layerwise claim decided on that frontier.
 
 Everything comes through DVC (`dvc exp show --json`, read by pipeline.report.exp_show). FIDs measured
 with different feature extractors are never put on one plot or into one verdict.
@@ -19,11 +20,10 @@ from pipeline.core.config import ConfigError  # noqa: E402
 from pipeline.report.exp_show import (CONTROL_METRICS, EVAL_METRICS, ROUND_COLUMNS, UNHASHED, exp_show_json,  # noqa: E402,F401
                        parse_exp_show)
 from pipeline.core.io import save_figure, save_json, save_text  # noqa: E402
-from pipeline.report.verdicts import (LAYERWISE_RULE, layerwise_verdict, paired_difference_ci, seed_mean_ci,  # noqa: E402
-                       unpaired_difference_ci)
+from pipeline.report.verdicts import seed_mean_ci  # noqa: E402
+from pipeline.stats.frontier import ScheduleFrontier, layerwise_verdict, rank_schedules  # noqa: E402
 
 NOT_MEASURED = "not measured"
-DEFAULT_TOLERANCE = 10.0  # report.fid_tolerance's default, used when an experiment's params lack it
 
 
 def main_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -74,17 +74,42 @@ def experiment_curves(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols).sort_values(["experiment", "round"], kind="stable")
 
 
-def summary_table(rows: pd.DataFrame, exps: pd.DataFrame, default_tolerance: float) -> pd.DataFrame:
-    from pipeline.report.tables import sparsest_within_tolerance
+def _frontier_of(e: pd.Series, rows: pd.DataFrame) -> Optional[ScheduleFrontier]:
+    """The experiment's sparsest non-inferior ticket per seed (its report's fixed-sequence test) with
+    that ticket's MACs and storage; None when its report has no frontier."""
+    f = e["frontier"]
+    if not isinstance(f, dict) or not isinstance(f.get("per_seed"), dict):
+        return None
+    main = main_rows(rows[rows["experiment"] == e["experiment"]])
+    cost = lambda col: {int(s): {int(k): float(v) for k, v in g.set_index("round")[col].items()}
+                        for s, g in main.groupby("seed")}
+    macs, storage = cost("macs"), cost("storage_bytes")
+    seeds = sorted(int(s) for s in f["per_seed"])
+    ps = {int(s): v for s, v in f["per_seed"].items()}
+    try:
+        return ScheduleFrontier(name=str(e["schedule"]), seeds=tuple(seeds),
+                                sparsity=tuple(float(ps[s]["sparsity"]) for s in seeds),
+                                global_sparsity=tuple(float(ps[s]["global_sparsity"]) for s in seeds),
+                                macs=tuple(macs[s][int(ps[s]["round"])] for s in seeds),
+                                storage=tuple(storage[s][int(ps[s]["round"])] for s in seeds),
+                                censored=tuple(ps[s]["status"] == "censored" for s in seeds),
+                                ceiling=tuple(float(ps[s]["last_sparsity"]) for s in seeds),
+                                provisional=bool(f.get("provisional")))
+    except KeyError:
+        return None
 
+
+def summary_table(rows: pd.DataFrame, exps: pd.DataFrame) -> pd.DataFrame:
+    """One row per experiment: its dense and final FID, and the sparsest non-inferior ticket of its
+    report (per-seed mean with a t-interval over seeds, MACs, storage, censored seeds), ranked."""
     curves = experiment_curves(rows)
     out = []
     for _, e in exps.iterrows():
         c = curves[curves["experiment"] == e["experiment"]].sort_values("round")
         r = main_rows(rows[rows["experiment"] == e["experiment"]])
-        tol = e["fid_tolerance"] if pd.notna(e["fid_tolerance"]) else default_tolerance
         dense, final = c[c["round"] == 0], c.iloc[-1]
-        best = sparsest_within_tolerance(c, tol) if not dense.empty else None
+        fr = _frontier_of(e, rows)
+        ranked = rank_schedules([fr]).iloc[0].to_dict() if fr is not None else {}
         out.append({
             "experiment": e["experiment"], "rev": e["rev"], "schedule": e["schedule"], "rewind": e["rewind"],
             "seeds": ",".join(str(s) for s in sorted(r["seed"].unique())),
@@ -100,57 +125,47 @@ def summary_table(rows: pd.DataFrame, exps: pd.DataFrame, default_tolerance: flo
             "final_fid_sd": float(final["fid_sd"]), "final_fid_low": float(final["fid_low"]),
             "final_fid_high": float(final["fid_high"]), "final_fid_inf": float(final["fid_inf"]),
             "final_macs": float(final["macs"]), "final_storage_bytes": float(final["storage_bytes"]),
-            "fid_tolerance": tol,
-            "sparsest_within_tol_round": int(best["round"]) if best is not None else None,
-            "sparsest_within_tol_sparsity": float(best["sparsity"]) if best is not None else float("nan"),
+            "margin": e["margin"], "dense_converged": e["dense_converged"],
+            **{f"frontier_{k}": ranked.get(k, float("nan")) for k in FRONTIER_COLUMNS},
         })
     out = pd.DataFrame(out)
-    out["sparsest_within_tol_round"] = out["sparsest_within_tol_round"].astype("Int64")
-    return out
+    return out.sort_values(["frontier_sparsity_mean", "frontier_macs_mean"], ascending=[False, True],
+                           kind="stable", na_position="last").reset_index(drop=True)
 
 
-CLAIM = "layerwise is sparser or cheaper at equal FID (vs uniform)"
+FRONTIER_COLUMNS = ("sparsity_mean", "sparsity_low", "sparsity_high", "global_sparsity_mean", "macs_mean",
+                    "macs_low", "macs_high", "storage_mean", "censored", "sparsity_lower_bound", "provisional")
+CLAIM = "layerwise finds sparser or cheaper tickets at non-inferior FID (vs uniform)"
 
 
-def layerwise_findings(rows: pd.DataFrame, exps: pd.DataFrame, default_tolerance: float) -> list[dict[str, Any]]:
-    """One verdict row per layerwise experiment, against a uniform experiment of the same rewind mode
-    (else any uniform one), at the sparsest round both reached (equal global sparsity by construction).
-    Paired by seed when both ran the same seeds, unpaired otherwise; margin: the uniform run's
-    report.fid_tolerance. Rule: pipeline.report.verdicts.LAYERWISE_RULE."""
-    main = main_rows(rows)
+def layerwise_findings(rows: pd.DataFrame, exps: pd.DataFrame) -> list[dict[str, Any]]:
+    """One verdict row per layerwise experiment against a uniform experiment of the same rewind mode
+    (else any uniform one), decided on the frontier: each schedule's sparsest non-inferior ticket
+    per seed (pipeline.stats.frontier.layerwise_verdict; rule LAYERWISE_FRONTIER_RULE)."""
     uniform = exps[exps["schedule"] == "uniform"]
     out = []
     for _, lw in exps[exps["schedule"] == "layerwise"].iterrows():
         same = uniform[uniform["rewind"] == lw["rewind"]]
-        base = (same if not same.empty else uniform)
+        base = same if not same.empty else uniform
+        row = {"claim": CLAIM, "layerwise": lw["experiment"], "uniform": None, "verdict": NOT_MEASURED,
+               "effect": float("nan"), "ci": [float("nan"), float("nan")], "macs_ratio": float("nan"),
+               "macs_ratio_ci": [float("nan"), float("nan")], "exact_p": float("nan"), "test": ""}
         if base.empty:
-            out.append({"claim": CLAIM, "layerwise": lw["experiment"], "uniform": None, "round": None,
-                        "verdict": NOT_MEASURED, "test": "no uniform-schedule run to compare with",
-                        "effect": float("nan"), "ci": [float("nan"), float("nan")], "macs_ratio": float("nan")})
+            out.append({**row, "test": "no uniform-schedule run to compare with"})
             continue
         u = base.iloc[0]
-        a, b = main[main["experiment"] == lw["experiment"]], main[main["experiment"] == u["experiment"]]
-        common = sorted(set(a.loc[a["round"] > 0, "round"]) & set(b.loc[b["round"] > 0, "round"]))
-        if not common:
-            out.append({"claim": CLAIM, "layerwise": lw["experiment"], "uniform": u["experiment"], "round": None,
-                        "verdict": NOT_MEASURED, "test": "no pruned round in common",
-                        "effect": float("nan"), "ci": [float("nan"), float("nan")], "macs_ratio": float("nan")})
+        a, b = _frontier_of(lw, rows), _frontier_of(u, rows)
+        if a is None or b is None:
+            out.append({**row, "uniform": u["experiment"],
+                        "test": "a run's reports/metrics.json has no frontier (re-run its report stage)"})
             continue
-        k = common[-1]
-        a, b = a[a["round"] == k].sort_values("seed"), b[b["round"] == k].sort_values("seed")
-        if a["seed"].tolist() == b["seed"].tolist():
-            est = paired_difference_ci(a["fid"].tolist(), a["fid_std"].tolist(), b["fid"].tolist(), b["fid_std"].tolist())
-        else:
-            est = unpaired_difference_ci(a["fid"].tolist(), a["fid_std"].tolist(), b["fid"].tolist(), b["fid_std"].tolist())
-        ratio = float(a["macs"].mean() / b["macs"].mean())
-        margin = u["fid_tolerance"] if pd.notna(u["fid_tolerance"]) else default_tolerance
-        out.append({"claim": CLAIM, "layerwise": lw["experiment"], "uniform": u["experiment"], "round": int(k),
-                    "sparsity": [float(a["sparsity"].mean()), float(b["sparsity"].mean())],
-                    "verdict": layerwise_verdict(ratio, est.ci, margin), "effect": est.mean,
-                    "ci": [est.low, est.high], "macs_ratio": ratio, "margin": float(margin),
-                    "test": f"ΔFID layerwise − uniform; {est.rule}; margin {margin:g}; {LAYERWISE_RULE}"
-                            + ("" if u["rewind"] == lw["rewind"] else
-                               f" (no uniform run with rewind {lw['rewind']}: compared with rewind {u['rewind']})")})
+        v = layerwise_verdict([a, b], test=a.name, reference=b.name)
+        out.append({**row, "uniform": u["experiment"], "verdict": v.verdict, "effect": v.sparsity_diff,
+                    "ci": [v.sparsity_diff_low, v.sparsity_diff_high], "macs_ratio": v.macs_ratio,
+                    "macs_ratio_ci": [v.macs_ratio_low, v.macs_ratio_high], "exact_p": v.sparsity_sign_flip_p,
+                    "n_paired": v.n_paired, "reason": v.reason, "sentence": v.sentence,
+                    "test": v.rule + ("" if u["rewind"] == lw["rewind"] else
+                                      f" (no uniform run with rewind {lw['rewind']}: compared with rewind {u['rewind']})")})
     return out
 
 
@@ -215,30 +230,39 @@ def _group_markdown(summary: pd.DataFrame, findings: list[dict], suffix: str, he
 
     scale, unit = macs_unit(summary["final_macs"])
     lines = [f"## {heading}", ""] if heading else []
-    lines += ["| claim | layerwise run | uniform run | read at | MACs ratio | ΔFID (layerwise − uniform) | 95 % interval "
-              "| test | verdict |", "|" + "---|" * 9]
+    lines += ["| claim | layerwise run | uniform run | Δ sparsity of the sparsest non-inferior ticket (pp) | "
+              "95 % interval | exact sign-flip p | MACs ratio [95 % interval] | verdict | why |", "|" + "---|" * 9]
     if not findings:
-        lines.append(f"| {CLAIM} | – | – | – | – | – | – | no layerwise experiment among these runs | {NOT_MEASURED} |")
+        lines.append(f"| {CLAIM} | – | – | – | – | – | – | {NOT_MEASURED} | no layerwise experiment among these runs |")
     for f in findings:
         lo, hi = f["ci"]
-        at = "–" if f["round"] is None else \
-            f"round {f['round']} ({100 * f['sparsity'][0]:.1f} % vs {100 * f['sparsity'][1]:.1f} % sparse)"
+        mlo, mhi = f["macs_ratio_ci"]
         lines.append("| " + " | ".join([
-            f["claim"], f["layerwise"], _cell(f["uniform"]), at, _cell(f["macs_ratio"], ".3f"),
-            _cell(f["effect"], "+.2f"), f"[{_cell(lo, '.2f')}, {_cell(hi, '.2f')}]", f["test"], f["verdict"]]) + " |")
-    header = ["experiment", "rev", "schedule", "rewind", "seeds", "extractor", "N", "rounds",
-              "dense FID mean ± sd [95 % CI]", "final sparsity (%)", "final FID mean ± sd [95 % CI]", "final FID∞ (mean)",
-              f"final MACs ({unit})", "sparsest within tolerance"]
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for _, s in summary.iterrows():
-        within = "none" if pd.isna(s["sparsest_within_tol_round"]) else \
-            f"round {int(s['sparsest_within_tol_round'])} ({100 * s['sparsest_within_tol_sparsity']:.1f}%, ΔFID ≤ {s['fid_tolerance']:g})"
+            f["claim"], f["layerwise"], _cell(f["uniform"]), _cell(100 * f["effect"], "+.2f"),
+            f"[{_cell(100 * lo, '.2f')}, {_cell(100 * hi, '.2f')}]", _cell(f["exact_p"], ".2g"),
+            f"{_cell(f['macs_ratio'], '.3f')} [{_cell(mlo, '.3f')}, {_cell(mhi, '.3f')}]", f["verdict"],
+            f.get("reason") or f["test"]]) + " |")
+    if findings and findings[0].get("test"):
+        lines += ["", f"Rule: {findings[0]['test']}."]
+    header = ["rank", "experiment", "rev", "schedule", "rewind", "seeds", "extractor", "N", "rounds",
+              "dense FID mean ± sd [95 % CI]", "sparsest non-inferior: prunable sparsity (%) mean [95 % CI]",
+              "of all weights (%)", f"its MACs ({unit})", "its storage (KiB)", "censored seeds",
+              "final sparsity (%)", "final FID mean ± sd [95 % CI]"]
+    lines += ["", "Ranked by the sparsest non-inferior ticket of each run's own report (fixed-sequence "
+              "non-inferiority, margin report.margin of the dense FID); a censored seed reached the last round "
+              "studied, so its value is a lower bound.", "",
+              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, s in summary.iterrows():
+        fmt_pct = lambda v: _cell(100 * v, ".2f") if pd.notna(v) else "–"
+        bound = "≥ " if s["frontier_sparsity_lower_bound"] is True else ""
         lines.append("| " + " | ".join([
-            s["experiment"], s["rev"], s["schedule"], s["rewind"], s["seeds"],
+            str(i + 1), s["experiment"], s["rev"], s["schedule"], s["rewind"], s["seeds"],
             f"{s['feature_extractor']} {_short(s['extractor_sha256'])}", s["num_samples"], str(s["rounds"]),
-            _pm_ci(s, "dense_fid"), _cell(100 * s["final_sparsity"], ".2f"), _pm_ci(s, "final_fid"),
-            _cell(s["final_fid_inf"], ".2f"),
-            _cell(s["final_macs"] / scale, ".3f"), within]) + " |")
+            _pm_ci(s, "dense_fid"),
+            f"{bound}{fmt_pct(s['frontier_sparsity_mean'])} [{fmt_pct(s['frontier_sparsity_low'])}, "
+            f"{fmt_pct(s['frontier_sparsity_high'])}]", fmt_pct(s["frontier_global_sparsity_mean"]),
+            _cell(s["frontier_macs_mean"] / scale, ".3f"), _cell(s["frontier_storage_mean"] / 1024, ".1f"),
+            _cell(s["frontier_censored"]), _cell(100 * s["final_sparsity"], ".2f"), _pm_ci(s, "final_fid")]) + " |")
     lines += ["", f"![FID vs sparsity](compare_fid_vs_sparsity{suffix}.png)", "",
               f"![FID vs MACs](compare_fid_vs_macs{suffix}.png)", ""]
     return lines
@@ -269,15 +293,6 @@ def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict]]], notes: list[st
     return "\n".join(lines)
 
 
-def _default_tolerance(repo: Path) -> float:
-    from pipeline.core.config import load_params
-
-    try:
-        return load_params(Path(repo) / "params.yaml").report.fid_tolerance
-    except ConfigError:
-        return DEFAULT_TOLERANCE
-
-
 def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), split_extractors: bool = False) -> list[Path]:
     """Plots and tables comparing every DVC experiment's sparsity/FID/MACs curves, with spread over seeds
     and a verdict on the layerwise claim. Runs measured with different FID extractors are refused, or
@@ -290,13 +305,12 @@ def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), spl
     if not split_extractors:
         check_one_extractor(groups)
     out_dir = Path(out_dir)
-    tolerance = _default_tolerance(repo)
     written, sections = [], []
     for sha, names in groups.items():
         suffix = f"-{_short(sha)}" if len(groups) > 1 else ""
         r, e = rows[rows["experiment"].isin(names)], exps[exps["experiment"].isin(names)]
-        summary = summary_table(r, e, tolerance)
-        findings = layerwise_findings(r, e, tolerance)
+        summary = summary_table(r, e)
+        findings = layerwise_findings(r, e)
         title = f" (extractor {_short(sha)})" if suffix else ""
         written += [
             save_figure(plot_compare(r, summary, "remaining_pct", title), out_dir / f"compare_fid_vs_sparsity{suffix}.png",

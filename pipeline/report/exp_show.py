@@ -24,6 +24,7 @@ CONTROL_METRICS = re.compile(r"(?:^|/)artifacts/eval/controls/([^/]+)/s(\d+)/r(\
 ROUND_COLUMNS = ["experiment", "rev", "schedule", "rewind", "kind", "seed", "round", "sparsity", "remaining_pct",
                  "fid", "fid_std", "fid_ci_low", "fid_ci_high", "fid_inf", "kid_mean", "macs", "storage_bytes",
                  "feature_extractor", "extractor_sha256", "num_samples"]
+EXP_COLUMNS = ["experiment", "rev", "schedule", "rewind", "margin", "frontier", "dense_converged"]
 UNHASHED = "?"  # metrics written before extractor_sha256 existed
 
 
@@ -83,7 +84,8 @@ def parse_exp_show(exp_show: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, li
     """From `dvc exp show --json`: (per-round rows, per-experiment params, notes).
 
     Rows have ROUND_COLUMNS (`kind`: dense, ticket, or a control kind); the params frame has
-    experiment, rev, schedule, rewind, fid_tolerance. Entries without eval metrics, with errors, or
+    EXP_COLUMNS (`frontier`: the report's sparsest non-inferior ticket per seed, from
+    reports/metrics.json). Entries without eval metrics, with errors, or
     identical to another entry (the workspace right after `dvc exp run` equals that experiment) are
     left out, each with a note.
     """
@@ -108,15 +110,18 @@ def parse_exp_show(exp_show: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, li
         pruned = [m for (kind, s, k), m in sorted(evals.items()) if kind == "ticket"]
         schedule = _get(params, "sparsity", "schedule") or (pruned[0].get("schedule") if pruned else None) or "?"
         rewind = _get(params, "rewind", "mode") or (pruned[0].get("rewind") if pruned else None) or "?"
-        tol = _get(params, "report", "fid_tolerance")
+        margin = _get(params, "report", "margin")
         rev = str(entry.get("rev", ""))
         rev = rev if rev == "workspace" else rev[:7]
+        report = next((c.get("data") for path, c in metrics.items()
+                       if path.endswith("reports/metrics.json") and isinstance(c, dict)), None) or {}
         exps.append({"experiment": name, "rev": rev, "schedule": schedule, "rewind": rewind,
-                     "fid_tolerance": float(tol) if tol is not None else float("nan")})
+                     "margin": float(margin) if margin is not None else float("nan"),
+                     "frontier": report.get("frontier"), "dense_converged": report.get("dense_converged")})
         for (kind, seed, k), m in sorted(evals.items(), key=lambda item: (item[0][0] not in ("dense", "ticket"), item[0])):
             rows.append(_row(name, rev, schedule, rewind, kind, seed, k, m))
     return (pd.DataFrame(rows, columns=ROUND_COLUMNS),
-            pd.DataFrame(exps, columns=["experiment", "rev", "schedule", "rewind", "fid_tolerance"]), notes)
+            pd.DataFrame(exps, columns=EXP_COLUMNS), notes)
 
 
 def _num(v: Any) -> float:

@@ -21,8 +21,7 @@ from pipeline.core.config import Params
 from pipeline.core.io import load_json
 from pipeline.report.inputs import eval_path, require
 from pipeline.stats.convergence import SeedsConvergence, dense_convergence_over_seeds
-from pipeline.stats.frontier import (Frontier, RoundInterval, SeedsFrontier, frontier_over_seeds, margins_table,
-                                     relative_margin)
+from pipeline.stats.frontier import Frontier, RoundInterval, SeedsFrontier, frontier_over_seeds, margins_table
 from pipeline.stats.paired import SeedEstimate, paired, paired_items_over_seeds
 
 POPULATION = ("data-order seeds of one θ0 (initialisation not varied), sampling noise and held-out items "

@@ -431,7 +431,9 @@ def test_stage_entry_without_optional_inputs(tmp_path):
 # compare
 # ------------------------------------------------------------------------------------------------
 def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkpoint", seeds=(1,), sha: str = SHA,
-         controls: bool = False, macs_scale: float = 1.0) -> dict:
+         controls: bool = False, macs_scale: float = 1.0, frontier: dict | None = None) -> dict:
+    """One `dvc exp show` entry; `frontier`: seed -> (round, status) of its report's sparsest
+    non-inferior ticket (default: round 1, bracketed)."""
     def m(s, k, f, **kw):
         out = _metrics(s, k, schedule if k else "uniform", fid=f + s, extractor_sha256=sha, **kw)
         out["macs"] = int(out["macs"] * (macs_scale if k else 1.0))
@@ -441,11 +443,17 @@ def _rev(rev: str, name, schedule: str, fids: list[float], rewind: str = "checkp
     if controls:  # controls must never be read as main rounds
         metrics.update({f"artifacts/eval/controls/reinit/s{s}/r{len(fids) - 1}/metrics.json":
                         m(s, len(fids) - 1, 500.0, kind="reinit") for s in seeds})
-    metrics["reports/metrics.json"] = {"data": {"dense_fid": fids[0]}}
+    last = len(fids) - 1
+    per_seed = {str(sd): {"round": k, "sparsity": 1 - 0.45 ** k, "global_sparsity": (1 - 0.45 ** k) * 10 / 12,
+                          "status": status, "stopped_at": None if status == "censored" else k + 1,
+                          "last_sparsity": 1 - 0.45 ** last}
+                for sd, (k, status) in ((sd, (frontier or {}).get(sd, (1, "bracketed"))) for sd in seeds)}
+    metrics["reports/metrics.json"] = {"data": {"dense_fid": fids[0], "dense_converged": True,
+                                                "frontier": {"per_seed": per_seed, "provisional": False}}}
     return {"rev": rev, "name": name, "data": {
         "rev": rev, "timestamp": None, "deps": {}, "outs": {}, "meta": {}, "metrics": metrics,
         "params": {"params.yaml": {"data": {"sparsity": {"schedule": schedule}, "rewind": {"mode": rewind},
-                                            "report": {"fid_tolerance": 10.0}}}}},
+                                            "report": {"margin": 0.1}}}}},
         "error": None, "experiments": None}
 
 
@@ -454,7 +462,7 @@ def _exp_show(lw_sha: str = SHA) -> list[dict]:
     workspace = _rev("workspace", None, "global", [50, 55, 70])
     base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2), controls=True)
     glob = _rev("b" * 40, "glob", "global", [50, 55, 70])  # the workspace after `dvc exp run -n glob`
-    lw = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 59], rewind="init", sha=lw_sha)
+    lw = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 59], rewind="init", sha=lw_sha, frontier={1: (3, "censored")})
     broken = {"rev": "d" * 40, "name": "bad", "data": {}, "error": {"type": "X", "msg": "boom"}, "experiments": None}
     base["experiments"] = [{"revs": [glob], "executor": None, "name": "glob"},
                            {"revs": [lw], "executor": None, "name": "lw"},
@@ -478,15 +486,16 @@ def test_parse_exp_show():
     ctrl = main[main["kind"] == "reinit"]
     assert sorted(ctrl["seed"]) == [1, 2] and (ctrl["round"] == 3).all() and (ctrl["fid"] > 500).all()
 
-    summary = summary_table(rows, exps, 10.0).set_index("experiment")
+    summary = summary_table(rows, exps).set_index("experiment")
     assert summary.loc["main", "dense_fid"] == 51.5  # mean over seeds 1 and 2; the controls' FID 500 stays out
     assert summary.loc["main", "final_fid"] == 76.5
     assert summary.loc["main", "final_fid_sd"] == pytest.approx(np.std([76, 77], ddof=1))
     assert summary.loc["main", "final_fid_low"] < 76 and summary.loc["main", "final_fid_high"] > 77
-    # mean FIDs 51.5, 59.5, 64.5, 76.5: only round 1 is within 10 of dense
-    assert summary.loc["main", "sparsest_within_tol_round"] == 1
-    assert summary.loc["lw", "sparsest_within_tol_round"] == 3  # 51, 53, 57, 60
-    assert summary.loc["glob", "sparsest_within_tol_round"] == 1  # 51, 56, 71
+    # each run's report: main and glob stop after round 1, lw passes every round (censored at round 3)
+    assert summary.index.tolist()[0] == "lw"  # ranked first: the sparsest non-inferior ticket
+    assert summary.loc["main", "frontier_sparsity_mean"] == pytest.approx(0.55)
+    assert summary.loc["lw", "frontier_sparsity_mean"] == pytest.approx(1 - 0.45 ** 3)
+    assert summary.loc["lw", "frontier_sparsity_lower_bound"] and not summary.loc["main", "frontier_sparsity_lower_bound"]
 
 
 def test_compare_outputs_from_captured_json(tmp_path, monkeypatch):
@@ -506,18 +515,18 @@ def test_compare_outputs_from_captured_json(tmp_path, monkeypatch):
     findings = json.loads((tmp_path / "cmp/compare_findings.json").read_text())
     assert len(findings) == 1
     f = findings[0]
-    # lw (seed 1, FID 60) vs main (seeds 1, 2: 76, 77) at round 3, equal MACs: better FID, equal cost
-    assert (f["layerwise"], f["uniform"], f["round"]) == ("lw", "main", 3)
-    assert f["effect"] == pytest.approx(60 - 76.5) and f["macs_ratio"] == pytest.approx(1.0)
-    assert "unpaired" in f["test"]
-    assert f"| {f['verdict']} |" in md and "layerwise is sparser or cheaper at equal FID" in md
+    # lw ran seed 1 only: one paired seed is not enough to decide
+    assert (f["layerwise"], f["uniform"], f["n_paired"]) == ("lw", "main", 1)
+    assert f["effect"] == pytest.approx((1 - 0.45 ** 3) - 0.55) and f["verdict"] == "inconclusive at this scale"
+    assert f"| {f['verdict']} |" in md and "layerwise finds sparser or cheaper tickets at non-inferior FID" in md
+    assert "≥ 90.89 [" in md  # lw's censored frontier reads as a lower bound
 
 
 def test_compare_plots_each_seed_and_the_mean(monkeypatch, tmp_path):
     import pipeline.report.compare as C
 
     rows, exps, _ = C.parse_exp_show(_exp_show())
-    summary = C.summary_table(rows, exps, 10.0)
+    summary = C.summary_table(rows, exps)
     ax = C.plot_compare(rows, summary, "remaining_pct").axes[0]
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert list(lines["main seed 1"].get_ydata()) == [51, 59, 64, 76]
@@ -570,21 +579,23 @@ def test_cli_report_compare_refuses_or_splits(tmp_path, monkeypatch):
     assert "cmp/compare_fid_vs_sparsity-ffffffffffff.png" in split.output
 
 
-@pytest.mark.parametrize("lw_fids, macs_scale, expected", [
-    ([50, 52, 56, 74], 0.8, "supported"),                    # cheaper, FID within the margin of uniform (75)
-    ([50, 52, 56, 95], 0.8, "contradicted"),                 # cheaper but worse by 20 > margin 10
-    ([50, 52, 56, 85], 0.8, "inconclusive at this scale"),   # worse by 10 ± noise: straddles the margin
+@pytest.mark.parametrize("lw, uniform, expected", [
+    ({1: (3, "bracketed"), 2: (3, "bracketed")}, {1: (1, "bracketed"), 2: (1, "bracketed")}, "supported"),
+    ({1: (1, "bracketed"), 2: (1, "bracketed")}, {1: (3, "bracketed"), 2: (3, "bracketed")}, "contradicted"),
+    ({1: (3, "bracketed"), 2: (1, "bracketed")}, {1: (1, "bracketed"), 2: (3, "bracketed")}, "inconclusive at this scale"),
+    ({1: (3, "censored"), 2: (3, "censored")}, {1: (3, "censored"), 2: (3, "censored")}, "inconclusive at this scale"),
 ])
-def test_layerwise_verdict_from_experiments(lw_fids, macs_scale, expected):
+def test_layerwise_verdict_from_experiments_is_decided_on_the_frontier(lw, uniform, expected):
     from pipeline.report.compare import layerwise_findings, parse_exp_show
 
-    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2))
-    lw = _rev("c" * 40, "lw", "layerwise", lw_fids, seeds=(1, 2), macs_scale=macs_scale)
-    base["experiments"] = [{"revs": [lw], "executor": None, "name": "lw"}]
+    base = _rev("a" * 40, "main", "uniform", [50, 58, 63, 75], seeds=(1, 2), frontier=uniform)
+    run = _rev("c" * 40, "lw", "layerwise", [50, 52, 56, 74], seeds=(1, 2), frontier=lw)
+    base["experiments"] = [{"revs": [run], "executor": None, "name": "lw"}]
     rows, exps, _ = parse_exp_show([base])
-    [f] = layerwise_findings(rows, exps, 10.0)
-    assert f["verdict"] == expected
-    assert f["macs_ratio"] == pytest.approx(macs_scale, rel=1e-3) and "paired by seed" in f["test"]
+    [f] = layerwise_findings(rows, exps)
+    assert f["verdict"] == expected and f["n_paired"] == 2
+    if all(v[1] == "censored" for v in {**lw, **uniform}.values()):
+        assert "both hit the ceiling" in f["reason"]
 
 
 def test_compare_outside_dvc_repo(tmp_path):
