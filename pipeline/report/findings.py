@@ -95,50 +95,89 @@ def ticket_vs_control(params, df: pd.DataFrame, runs: dict, kind: str, k: int,
 
 
 def similarity_findings(summary: Optional[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Rows from similarity summary.json 'claims' (effect, ci, test, p_value, round, direction)."""
+    """Rows from similarity summary.json 'claims' (effect over ticket pairs, ci, test, p_value, round,
+    direction, pairs), each saying its population: how many ticket pairs, of one θ0, data order only."""
     claims = (summary or {}).get("claims")
     if isinstance(claims, list):  # tolerate a list of named claims as well as a dict keyed by name
         claims = {str(c.get("name") or c.get("claim")): c for c in claims if isinstance(c, dict)}
     if not isinstance(claims, dict):
         why = "artifacts/similarity/summary.json not found" if summary is None else "similarity summary has no 'claims'"
         return [finding(SIM_CLAIMS["upstream_vs_downstream"], "–", NOT_MEASURED, test=why)]
+    population = summary.get("population") if isinstance(summary.get("population"), dict) else {}
+    n_pairs, seeds = population.get("n_pairs", summary.get("n_pairs")), population.get("seeds", summary.get("seeds"))
+    who = ""
+    if isinstance(n_pairs, int):
+        of = f" of seeds {', '.join(str(s) for s in seeds)}" if seeds else ""
+        who = (f"; {n_pairs} ticket pair{'s' if n_pairs != 1 else ''}{of} (one θ0, seeds vary the data order only"
+               + ("; no seed-level interval with one pair" if n_pairs == 1 else "") + ")")
+
+    def num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def per_pair(c: dict) -> str:
+        pairs = c.get("pairs")
+        if not isinstance(pairs, dict) or len(pairs) < 2:
+            return ""
+        return "per pair " + ", ".join(f"{k} {float(v):+.3f}" for k, v in pairs.items() if num(v))
+
     rows = []
     for key, claim in SIM_CLAIMS.items():
         c = claims.get(key)
         if not isinstance(c, dict):
             continue
         try:
-            ci = (float(c["ci"][0]), float(c["ci"][1]))
             effect = float(c["effect"])
+            ci = (math.nan, math.nan) if c.get("ci") is None else (float(c["ci"][0]), float(c["ci"][1]))
         except (KeyError, TypeError, ValueError, IndexError):
             rows.append(finding(claim, "–", NOT_MEASURED, test=f"claim '{key}' lacks effect/ci"))
             continue
         direction = str(c.get("direction", "positive"))
         p = c.get("p_value")
-        also = f"p = {p:.3g}" if isinstance(p, (int, float)) else ""
+        also = [per_pair(c)]
+        if num(p):
+            where = {"beyond_magnitude": "sign-flip over layers"}.get(key, "permutation within layer types")
+            also.append(f"p = {p:.3g} ({where})" if "pairs" in c else f"p = {p:.3g}")
+        if key == "upstream_vs_downstream" and isinstance(c.get("without_skip"), dict):
+            w = c["without_skip"]
+            if num(w.get("effect")) and w.get("layers_left_out"):
+                ci_w = w.get("ci")
+                span = f" [{ci_w[0]:+.3f}, {ci_w[1]:+.3f}]" if isinstance(ci_w, list) else ""
+                also.append(f"without the {len(w['layers_left_out'])} 1×1 skip convs {w['effect']:+.3f}{span}"
+                            + (f" ({per_pair(w)})" if per_pair(w) else ""))
         if key == "beyond_magnitude":
-            extra = [f"{n} {float(c[n]):.3f}" for n in ("ticket_agreement", "baseline_agreement")
-                     if isinstance(c.get(n), (int, float))]
-            also = "; ".join([also] + extra) if also else "; ".join(extra)
-        if key == "fan_in" and isinstance(c.get("r"), (int, float)):
-            also = f"r(agreement, log fan-in) = {c['r']:+.2f}" + (f"; {also}" if also else "")
-        rows.append(finding(claim, f"round {c.get('round', '?')}", superiority(ci, direction), effect, ci,
-                            f"{metric}: {c.get('test', '?')}; {SUPERIORITY_RULE}"
-                            + (" (claim predicts < 0)" if direction == "negative" else ""), also))
+            if num(c.get("observed_agreement")) and num(c.get("predicted_agreement")):
+                also.append(f"observed κ {c['observed_agreement']:.3f} vs predicted {c['predicted_agreement']:.3f}")
+            if num(c.get("layers_above")) and num(c.get("layers")):
+                also.append(f"above the prediction in {int(c['layers_above'])} of {int(c['layers'])} layers")
+        if key == "fan_in" and num(c.get("r")):
+            also.insert(0, f"r(agreement, log fan-in) = {c['r']:+.2f}"
+                        + (" (mean over pairs, no p-value: layers are not independent)" if "pairs" in c else ""))
+        rule = f"; {c['ci_rule']}" if c.get("ci_rule") else ""
+        rows.append(finding(claim, f"round {c.get('round', '?')}{who}", superiority(ci, direction), effect, ci,
+                            f"{c.get('metric', metric)}: {c.get('test', '?')}{rule}; {SUPERIORITY_RULE}"
+                            + (" (claim predicts < 0)" if direction == "negative" else ""),
+                            "; ".join(a for a in also if a)))
     return rows
 
 
 def beyond_magnitude_sentence(rows: list[dict[str, Any]]) -> Optional[str]:
-    """What the magnitude baseline says, in words (the report must say so when it explains the agreement)."""
+    """What the magnitude claim says, in words that follow its verdict: more / less than the starting
+    magnitudes predict, or inconclusive (an interval containing 0 is never read as 'no more than')."""
+    from pipeline.report.verdicts import CONTRADICTED, SUPPORTED
+
     for r in rows:
         if r["claim"] == SIM_CLAIMS["beyond_magnitude"] and r["verdict"] != NOT_MEASURED:
             lo, hi = r["ci"]
-            if r["verdict"] == "supported":
-                return (f"The two tickets agree more with each other than each agrees with the magnitude mask of its "
-                        f"own rewind point (difference {r['effect']:+.3f}, 95 % interval [{lo:.3f}, {hi:.3f}]).")
-            return (f"The two tickets agree no more with each other than each agrees with the magnitude mask of its "
-                    f"own rewind point (difference {r['effect']:+.3f}, 95 % interval [{lo:.3f}, {hi:.3f}]): their "
-                    "agreement can be explained by the magnitudes they start from.")
+            span = (f"95 % interval [{lo:+.3f}, {hi:+.3f}]" if math.isfinite(lo) and math.isfinite(hi)
+                    else "no interval")
+            head = {SUPPORTED: "The tickets agree more than their starting magnitudes predict",
+                    CONTRADICTED: "The tickets agree less than their starting magnitudes predict"}.get(
+                r["verdict"], "Whether the tickets agree more or less than their starting magnitudes predict is "
+                              "inconclusive at this scale")
+            also = f"; {r['also']}" if r.get("also") else ""
+            return (f"{head} (observed minus predicted κ {r['effect']:+.3f}, {span}; read at {r['read_at']}{also}). "
+                    "The prediction is the agreement two tickets would have if each were the magnitude mask of its "
+                    "own start plus independent changes: κ(A, M_A)·κ(M_A, M_B)·κ(M_B, B) per layer.")
     return None
 
 

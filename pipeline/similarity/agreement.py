@@ -20,6 +20,7 @@ weights); `claims` turns the per-layer table into claims with intervals and `plo
 """
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Mapping, Optional, Sequence
 
@@ -320,6 +321,57 @@ def seed_pair(params: Params) -> tuple[int, int]:
     if len(seeds) < 2:
         raise ConfigError(f"params.yaml: imp.seeds = {list(seeds)} is invalid: comparing tickets needs two seeds")
     return seeds[0], seeds[1]
+
+
+def all_seed_pairs(params: Params) -> list[tuple[int, int]]:
+    """Every unordered pair of IMP seeds, in the order of `imp.seeds` (3 seeds: 3 pairs): the
+    similarity claims are about pairs of tickets, so each is computed for every pair."""
+    seeds = params.imp.seeds
+    if len(seeds) < 2:
+        raise ConfigError(f"params.yaml: imp.seeds = {list(seeds)} is invalid: comparing tickets needs two seeds")
+    return list(itertools.combinations(seeds, 2))
+
+
+def pair_label(a, b) -> str:
+    """The name of the ticket pair of seeds a and b in tables and summary.json: "a-b"."""
+    return f"{a}-{b}"
+
+
+def parse_pair(label: str) -> tuple:
+    """(a, b) of a pair label "a-b" (integers where both are)."""
+    a, sep, b = str(label).partition("-")
+    if not sep or not a or not b:
+        raise ValueError(f"a ticket pair is labelled 'a-b', got {label!r}")
+    try:
+        return int(a), int(b)
+    except ValueError:
+        return a, b
+
+
+# -- layer types: the strata of every permutation test ----------------------------------------
+LAYER_TYPE_RULE = ("layer type from the weight's name and shape: 'skip1x1' = the 1x1 conv on a residual block's "
+                   "skip path (*.skip.weight), 'attention' = the qkv and output projections of a self-attention "
+                   "block (*attn.*), 'conv3x3' = any other 3x3 conv (block convs, resamplers), 'linear' = 2-D "
+                   "weights (time MLP, per-block time projections), 'conv1x1' = any other 1x1 conv")
+
+
+def layer_type(name: str, shape: Optional[Sequence[int]] = None) -> str:
+    """Stratum of a conv/linear weight (LAYER_TYPE_RULE); without `shape`, from the name alone
+    ('other' where the name does not tell)."""
+    if re.search(r"(^|\.)skip\.weight$", name):
+        return "skip1x1"
+    if re.search(r"(^|\.)(mid_)?attn\.", name):
+        return "attention"
+    if shape is not None:
+        shape = tuple(int(d) for d in shape)
+        if len(shape) == 2:
+            return "linear"
+        if len(shape) == 4:
+            return f"conv{shape[2]}x{shape[3]}"
+        return "other"
+    if re.search(r"(^|\.)(time_embed|time_proj)(\.|$)", name):
+        return "linear"
+    return "other"
 
 
 def raw_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:

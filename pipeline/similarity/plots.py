@@ -1,5 +1,6 @@
-"""Figures of ticket similarity: per-block heatmap, agreement vs depth, and the claims figure
-(`plot_claims`, drawn from summary.json alone so the report can redraw it)."""
+"""Figures of ticket similarity: per-block heatmap, agreement vs depth (both averaged over the ticket
+pairs when the table has a `pair` column), and the claims figure (`plot_claims`, drawn from
+summary.json alone so the report can redraw it)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
@@ -15,18 +16,28 @@ _LABELS = {"kappa": "Cohen's kappa", "jaccard": "Jaccard (IoU of kept weights)",
 _CORRECTED_LABELS = {"kappa": "Cohen's kappa", "jaccard": "Jaccard minus chance"}
 
 
+def mean_over_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """The similarity table with each (round, layer, metric) value averaged over the ticket pairs
+    (a table without a `pair` column is returned as is)."""
+    if "pair" not in df.columns:
+        return df
+    keys = [c for c in ("round", "layer", "block", "depth", "metric") if c in df.columns]
+    return df.groupby(keys, as_index=False, sort=False)["value"].mean()
+
+
 def _round_label(k: int, round_labels: Optional[Mapping[int, str]]) -> str:
     return (round_labels or {}).get(int(k), f"round {int(k)}")
 
 
 def plot_heatmap(df: pd.DataFrame, metric: str = "kappa", *, title: str = "",
                  round_labels: Optional[Mapping[int, str]] = None):
-    """Blocks in forward order (x) by rounds (y): mean `metric` over each block's layers (for
-    jaccard, Jaccard minus its chance value, like every agreement the summary reports)."""
+    """Blocks in forward order (x) by rounds (y): mean `metric` over each block's layers and the
+    ticket pairs (for jaccard, Jaccard minus its chance value, like every agreement the summary reports)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    df = mean_over_pairs(df)
     sel = chance_corrected(df, metric) if metric == "jaccard" else df[df["metric"] == metric]
     table = sel.pivot_table(index="round", columns="block", values="value", aggfunc="mean")
     table = table[sorted(table.columns, key=block_rank)].sort_index()
@@ -51,12 +62,14 @@ def plot_heatmap(df: pd.DataFrame, metric: str = "kappa", *, title: str = "",
 
 def plot_depth(df: pd.DataFrame, metric: str | Sequence[str] = "kappa", *, title: str = "",
                round_labels: Optional[Mapping[int, str]] = None):
-    """`metric` (one name or several, one panel each) against layer depth, one line per round, with
-    block boundaries marked; a Jaccard panel also shows the chance level as dotted lines."""
+    """`metric` (one name or several, one panel each) against layer depth, one line per round (the
+    mean over the ticket pairs), with block boundaries marked; a Jaccard panel also shows the chance
+    level as dotted lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    df = mean_over_pairs(df)
     metrics = [metric] if isinstance(metric, str) else list(metric)
     fig, axes = plt.subplots(len(metrics), 1, figsize=(10, 3.2 * len(metrics)), sharex=True, squeeze=False)
     layers = df.drop_duplicates("layer").sort_values("depth")
@@ -93,32 +106,55 @@ def _mark_blocks(ax, layers: pd.DataFrame) -> None:
 
 
 _CLAIM_TITLES = {"upstream_vs_downstream": "upstream - downstream\n(forward-order halves)",
+                 "without_skip": "upstream - downstream\nwithout 1x1 skip convs",
                  "resolution_matched": "encoder - decoder\n(matched resolution)",
                  "fan_in": "upstream - downstream\n(log fan-in partialled out)",
-                 "beyond_magnitude": "ticket-ticket - ticket-own start\n(beyond magnitude)"}
+                 "beyond_magnitude": "observed - predicted kappa\n(beyond the starts' magnitudes)"}
+
+
+def _claim_rows(claims: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    rows = []
+    for name in ("upstream_vs_downstream", "without_skip", "resolution_matched", "fan_in", "beyond_magnitude"):
+        if name == "without_skip":
+            c = (claims.get("upstream_vs_downstream") or {}).get("without_skip")
+            if c is not None and c.get("layers_left_out"):
+                rows.append((name, c))
+        elif name in claims:
+            rows.append((name, claims[name]))
+    return rows
+
+
+def _errorbar(ax, x, y, ci, **kw) -> None:
+    """A point with its interval, or a bare point where there is none (one pair of tickets)."""
+    ci = np.asarray([np.nan, np.nan] if ci is None else ci, float).reshape(-1, 2)
+    x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+    err = None if np.isnan(ci).all() else [y - ci[:, 0], ci[:, 1] - y]
+    ax.errorbar(x, y, yerr=err, **kw)
 
 
 def plot_claims(summary: Mapping[str, Any], *, title: str = ""):
     """Two panels from summary.json's `claims` (the last round): per resolution level, mean
-    encoder and decoder agreement with 95 % bootstrap intervals and the magnitude baseline (hollow
-    markers: each ticket's agreement with its own start's magnitude mask, same layers); and every
-    claim's effect with its interval and p-value."""
+    encoder and decoder agreement over the ticket pairs with their seed-level intervals and the
+    magnitude baseline (hollow markers: each ticket's agreement with its own start's magnitude mask,
+    same layers); and every claim's effect over pairs with its interval, each pair's value (small
+    dots) and the layer-type-stratified permutation p-value."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     claims, metric = summary["claims"], summary.get("metric", "kappa")
     label = _CORRECTED_LABELS.get(metric, metric)
+    n_pairs = summary.get("n_pairs")
+    over = f"mean over {n_pairs} ticket pairs" if n_pairs else "mean"
     res = claims["resolution_matched"]
     fig, (ax, fx) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1.3, 1]})
     x = np.arange(len(res["levels"]))
     for side, dx, color in (("encoder", -0.12, "C0"), ("decoder", 0.12, "C1")):
-        mean = np.array([lv[f"{side}_mean"] for lv in res["levels"]])
-        ci = np.array([lv[f"{side}_ci"] for lv in res["levels"]]).reshape(-1, 2)
-        ax.errorbar(x + dx, mean, yerr=[mean - ci[:, 0], ci[:, 1] - mean], fmt="o", color=color, capsize=3,
-                    label=f"{side} (95 % CI over layers)")
+        for i, lv in enumerate(res["levels"]):
+            _errorbar(ax, i + dx, lv[f"{side}_mean"], lv.get(f"{side}_ci"), fmt="o", color=color, capsize=3,
+                      label=f"{side} ({over}, 95 % CI over seeds)" if i == 0 else None)
         base = [lv.get(f"{side}_baseline") for lv in res["levels"]]
-        if all(b is not None for b in base):
+        if base and all(b is not None for b in base):
             ax.plot(x + dx, base, "o", mfc="none", color=color, ms=9,
                     label=f"{side}: tickets vs own start's magnitudes")
     ax.axhline(0, color="grey", lw=0.8, ls=":")
@@ -128,25 +164,34 @@ def plot_claims(summary: Mapping[str, Any], *, title: str = ""):
     ax.set_xlabel("resolution level (encoder block vs the decoder block at the same feature-map size)")
     ax.set_ylabel(f"{label}, mean over the block's layers (0 = chance)")
     ax.set_title(f"Ticket agreement per level, round {res['round']}", fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+    if res["levels"]:
+        ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
 
-    order = [c for c in _CLAIM_TITLES if c in claims]
-    for i, name in enumerate(order):
-        c = claims[name]
+    rows = _claim_rows(claims)
+    for i, (name, c) in enumerate(rows):
         if c.get("effect") is None:
             fx.text(0, i, "not available", ha="center", va="center", fontsize=8, color="grey")
             continue
-        lo, hi = c["ci"]
-        fx.errorbar([c["effect"]], [i], xerr=[[c["effect"] - lo], [hi - c["effect"]]], fmt="s", color="k", capsize=4)
-        fx.annotate(f"p = {c['p_value']:.2g}", (hi, i), xytext=(6, 0), textcoords="offset points",
+        ci = c.get("ci")
+        err = None if ci is None else [[c["effect"] - ci[0]], [ci[1] - c["effect"]]]
+        fx.errorbar([c["effect"]], [i], xerr=err, fmt="s", color="k", capsize=4)
+        per_pair = list((c.get("pairs") or {}).values())
+        if len(per_pair) > 1:
+            fx.plot(per_pair, [i + 0.18] * len(per_pair), ".", color="C3", ms=5,
+                    label="each ticket pair" if i == 0 else None)
+        right = ci[1] if ci is not None else max([c["effect"], *per_pair])
+        p = c.get("p_value")
+        fx.annotate("no p" if p is None else f"p = {p:.2g}", (right, i), xytext=(6, 0), textcoords="offset points",
                     va="center", fontsize=8)
     fx.axvline(0, color="grey", lw=0.8, ls=":")
-    fx.set_yticks(range(len(order)), [_CLAIM_TITLES[c] for c in order], fontsize=8)
-    fx.set_ylim(len(order) - 0.5, -0.5)
-    fx.set_xlabel(f"effect in {label} (> 0: the paper's direction), 95 % CI")
-    fx.set_title("Claims (two-sided permutation p-values)", fontsize=10)
+    fx.set_yticks(range(len(rows)), [_CLAIM_TITLES[name] for name, _ in rows], fontsize=8)
+    fx.set_ylim(len(rows) - 0.5, -0.5)
+    fx.set_xlabel(f"effect ({over}; > 0: the paper's direction), 95 % CI over seeds")
+    fx.set_title("Claims (p: permutation within layer types; magnitude: sign-flip over layers)", fontsize=9)
     fx.grid(alpha=0.3, axis="x")
+    if any(len(c.get("pairs") or {}) > 1 for _, c in rows):
+        fx.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -16,7 +17,7 @@ from pipeline.core.config import ModelConfig
 from pipeline.core.io import load_json
 from pipeline.sparsity.masks import Mask, prunable_names
 from pipeline.sparsity.pruning import layerwise_counts, uniform_counts
-from pipeline.similarity.agreement import (METRICS, block_of, block_order, block_rank, block_resolutions,
+from pipeline.similarity.agreement import (METRICS, agreement, block_of, block_order, block_rank, block_resolutions,
                                            compare_tickets, forward_layer_order, layer_metrics,
                                            layer_weights_from_agreement, magnitude_mask, resolution_pairs,
                                            round_fractions, start_agreement)
@@ -234,17 +235,40 @@ def _similarity_table(ma, mb, names):
     return compare_tickets(ma, mb, w, w, names).assign(round=1)
 
 
+def _tickets_with_agreement(names, keep_same, seeds=(1, 2, 3), density=0.3, n=2000, seed=0):
+    """One ticket per seed: per layer, each copies a common mask on a sqrt(`keep_same[layer]`) share
+    of positions (so two tickets agree on about `keep_same` of them), random elsewhere."""
+    g = torch.Generator().manual_seed(seed)
+    out = {s: {} for s in seeds}
+    for name in names:
+        common = torch.rand(n, generator=g) < density
+        for s in seeds:
+            fresh = torch.rand(n, generator=g) < density
+            copy = torch.rand(n, generator=g) < math.sqrt(keep_same[name])
+            out[s][name] = torch.where(copy, common, fresh)
+    return {s: Mask(m) for s, m in out.items()}
+
+
+def _pairs_table(tickets, names):
+    """The stage's table: every pair of seeds compared, labelled "a-b"."""
+    w = {n: torch.ones(next(iter(tickets.values()))[n].shape) for n in names}
+    return pd.concat([compare_tickets(tickets[a], tickets[b], w, w, names).assign(round=1, pair=f"{a}-{b}")
+                      for a, b in itertools.combinations(tickets, 2)], ignore_index=True)
+
+
 @pytest.mark.parametrize("metric", ["kappa", "jaccard"])
 def test_planted_upstream_agreement_gives_a_positive_effect_excluding_0(metric):
+    # changed on purpose: three seeds' tickets, the effect over their three pairs with a seed-level interval
     names = _path_names()
-    # agreement falls along the forward order: upstream copies 60 % of positions, downstream 10 %
+    # agreement falls along the forward order: upstream pairs share 60 % of positions, downstream 10 %
     share = dict(zip(names, np.linspace(0.6, 0.1, len(names))))
-    df = _similarity_table(*_masks_with_agreement(names, share), names)
-    claims = summarize(df, metric, seeds=(1, 2), resamples=500)["claims"]
+    df = _pairs_table(_tickets_with_agreement(names, share), names)
+    claims = summarize(df, metric, seeds=(1, 2, 3), resamples=500)["claims"]
     for name in ("upstream_vs_downstream", "resolution_matched"):
         c = claims[name]
         assert c["effect"] > 0.1 and c["ci"][0] > 0 and c["p_value"] < 0.01, (name, c)
         assert c["ci_level"] == 0.95 and c["direction"] == "positive" and c["round"] == 1 and c["test"]
+        assert sorted(c["pairs"]) == ["1-2", "1-3", "2-3"] and c["effect"] == pytest.approx(np.mean(list(c["pairs"].values())))
     assert [(lv["encoder"], lv["decoder"]) for lv in claims["resolution_matched"]["levels"]] == \
         [("down0", "up2"), ("down1", "up1"), ("down2", "up0")]
 
@@ -252,14 +276,15 @@ def test_planted_upstream_agreement_gives_a_positive_effect_excluding_0(metric):
 @pytest.mark.parametrize("metric", ["kappa", "jaccard"])
 def test_independent_random_masks_give_intervals_covering_0(metric):
     names = _path_names()
-    df = _similarity_table(*_masks_with_agreement(names, dict.fromkeys(names, 0.0), seed=5), names)
-    s = summarize(df, metric, seeds=(1, 2), resamples=500)
+    df = _pairs_table(_tickets_with_agreement(names, dict.fromkeys(names, 0.0), seed=5), names)
+    s = summarize(df, metric, seeds=(1, 2, 3), resamples=500)
     for name in ("upstream_vs_downstream", "resolution_matched"):
         c = s["claims"][name]
         assert c["ci"][0] < 0 < c["ci"][1] and c["p_value"] > 0.05, (name, c)
     # chance-corrected: raw Jaccard of 30 %-dense masks is ~0.18, the reported agreement ~0
     assert all(abs(v) < 0.05 for v in s["rounds"][0]["block_mean"].values())
-    assert "do not agree distinguishably more than downstream" in s["finding"]
+    # changed on purpose: an interval containing 0 reads as neither more nor less
+    assert "agree neither distinguishably more nor less than downstream" in s["finding"]
 
 
 def test_agreement_is_chance_corrected_with_the_configured_metric():
@@ -307,45 +332,62 @@ def test_magnitude_mask_keeps_exactly_the_largest_weights():
         assert kept.min() >= pruned.max()
 
 
-def test_baseline_equals_ticket_agreement_when_tickets_are_magnitude_masks_of_a_shared_start():
+def _magnitude_tables(tickets, starts, order, theta):
+    """The stage's inputs to the magnitude claim: the pairs' table, each ticket against its own
+    start's magnitude mask (baseline) and the starts' magnitude masks against each other."""
+    own = {s: magnitude_mask(starts[s], tickets[s].kept_counts()) for s in tickets}
+    pairs = list(itertools.combinations(tickets, 2))
+    df = pd.concat([compare_tickets(tickets[a], tickets[b], theta, theta, order).assign(round=1, pair=f"{a}-{b}")
+                    for a, b in pairs], ignore_index=True)
+    base = pd.DataFrame([(1, s, n, "kappa", v) for s in tickets for n, v in start_agreement(tickets[s], starts[s]).items()],
+                        columns=["round", "seed", "layer", "metric", "value"])
+    sp = pd.DataFrame([(f"{a}-{b}", 1, n, v) for a, b in pairs for n, v in agreement(own[a], own[b]).items()],
+                      columns=["pair", "round", "layer", "value"])
+    return df, base, sp
+
+
+def test_tickets_that_are_magnitude_masks_of_a_shared_start_are_exactly_predicted():
+    # changed on purpose: the null is the conditional-independence prediction, not kappa(ticket, own start);
+    # and an excess of exactly 0 is inconclusive, never "no more than"
     model = _tiny_unet(dim_mults=(1, 2, 2))
     theta0 = {n: p.detach() for n, p in model.named_parameters()}
     names = prunable_names(model, exclude=("init_conv.*", "final_conv.*"))
     g = torch.Generator().manual_seed(1)
     kept = {n: int(theta0[n].numel() * (0.1 + 0.5 * float(torch.rand(1, generator=g)))) for n in names}
-    ticket_a, ticket_b = magnitude_mask(theta0, kept), magnitude_mask(theta0, kept)
     order = forward_layer_order(model, (1, 8, 8))
-    df = compare_tickets(ticket_a, ticket_b, theta0, theta0, order).assign(round=1)
-    base = pd.DataFrame([(1, s, n, v) for s, t in ((1, ticket_a), (2, ticket_b))
-                         for n, v in start_agreement(t, theta0).items()], columns=["round", "seed", "layer", "value"])
-    c = summarize(df, "kappa", seeds=(1, 2), baseline=base, baseline_source="theta0", resamples=200)
+    tickets = {s: magnitude_mask(theta0, kept) for s in (1, 2, 3)}
+    df, base, sp = _magnitude_tables(tickets, dict.fromkeys(tickets, theta0), order, theta0)
+    c = summarize(df, "kappa", seeds=(1, 2, 3), baseline=base, start_pair=sp, baseline_source="theta0", resamples=200)
     mag = c["claims"]["beyond_magnitude"]
-    assert mag["baseline_agreement"] == pytest.approx(mag["ticket_agreement"])
-    assert mag["effect"] == pytest.approx(0.0) and mag["available"]
-    assert "no more than" in c["finding"]
+    assert mag["observed_agreement"] == pytest.approx(1.0) and mag["predicted_agreement"] == pytest.approx(1.0)
+    assert mag["effect"] == pytest.approx(0.0) and mag["available"] and mag["verdict"] == "inconclusive"
+    assert "no more than" not in c["finding"] and "is inconclusive" in c["finding"]
 
-    # tickets that drifted from theta0 agree with it less than a shared structure makes them agree
+    # one structure shared by all three tickets, away from theta0's magnitudes: more than predicted
     drift = {n: theta0[n] + 0.5 * theta0[n].std() * torch.randn(theta0[n].shape, generator=g) for n in names}
     shared = magnitude_mask(drift, kept)
-    base = pd.DataFrame([(1, s, n, v) for s in (1, 2) for n, v in start_agreement(shared, theta0).items()],
-                        columns=["round", "seed", "layer", "value"])
-    df = compare_tickets(shared, shared.clone(), theta0, theta0, order).assign(round=1)
-    mag = summarize(df, "kappa", baseline=base, resamples=200)["claims"]["beyond_magnitude"]
-    assert mag["ticket_agreement"] == pytest.approx(1.0) and mag["baseline_agreement"] < 0.9
-    assert mag["ci"][0] > 0 and mag["p_value"] < 0.01
+    tickets = {s: shared.clone() for s in (1, 2, 3)}
+    df, base, sp = _magnitude_tables(tickets, dict.fromkeys(tickets, theta0), order, theta0)
+    s = summarize(df, "kappa", baseline=base, start_pair=sp, resamples=200)
+    mag = s["claims"]["beyond_magnitude"]
+    assert mag["observed_agreement"] == pytest.approx(1.0) and mag["own_start_agreement"] < 0.9
+    assert mag["predicted_agreement"] == pytest.approx(np.mean([v ** 2 for v in start_agreement(shared, theta0).values()]))
+    assert mag["ci"][0] > 0 and mag["p_value"] < 0.01 and mag["layers_above"] == mag["layers"]
+    assert "agree more than their starting magnitudes predict" in s["finding"]
 
 
 # -- fan-in ---------------------------------------------------------------------------------------
 def _fan_in_table(trend: float, seed: int):
-    """Path layers whose log fan-in rises with depth (with scatter); agreement = -0.1 log fan-in
-    + `trend` * (upstream ? 1 : 0) + noise."""
+    """Path layers whose log fan-in rises with depth (with scatter); per pair of three seeds,
+    agreement = -0.1 log fan-in + `trend` * (upstream ? 1 : 0) + noise."""
     rng = np.random.default_rng(seed)
     names = _path_names(3, 8)
     L = len(names)
     log_fan = np.log(16) + np.linspace(0, 2, L) + rng.normal(0, 0.6, L)
     upstream = np.arange(L) < L // 2
-    y = 0.8 - 0.1 * log_fan + trend * upstream + rng.normal(0, 0.01, L)
-    return _table(y, names), dict(zip(names, np.exp(log_fan)))
+    df = pd.concat([_table(0.8 - 0.1 * log_fan + trend * upstream + rng.normal(0, 0.01, L), names).assign(pair=p)
+                    for p in ("1-2", "1-3", "2-3")], ignore_index=True)
+    return df, dict(zip(names, np.exp(log_fan)))
 
 
 def test_partialling_out_fan_in_removes_a_purely_fan_in_driven_trend():
@@ -353,9 +395,11 @@ def test_partialling_out_fan_in_removes_a_purely_fan_in_driven_trend():
     s = summarize(df, "kappa", fan_in=fan, resamples=1000)["claims"]
     raw, fan_claim = s["upstream_vs_downstream"], s["fan_in"]
     assert raw["ci"][0] > 0 and raw["p_value"] < 0.01  # looks like an upstream advantage...
-    assert fan_claim["r"] < -0.9 and fan_claim["r_p_value"] < 1e-6 and fan_claim["correlation"]["r"] == fan_claim["r"]
+    # changed on purpose: r per pair and its mean, with no parametric p treating layers as independent
+    assert fan_claim["r"] < -0.9 and fan_claim["correlation"]["r"] == fan_claim["r"] and "r_p_value" not in fan_claim
+    assert len(fan_claim["r_by_pair"]) == 3 and "no p-value" in fan_claim["correlation"]["test"]
     assert fan_claim["ci"][0] < 0 < fan_claim["ci"][1]  # ...that fan-in explains
-    assert abs(fan_claim["effect"]) < 0.02
+    assert abs(fan_claim["effect"]) < 0.02 and fan_claim["p_value"] > 0.05
 
     df, fan = _fan_in_table(trend=0.1, seed=0)  # a real positional effect survives partialling
     fan_claim = summarize(df, "kappa", fan_in=fan, resamples=1000)["claims"]["fan_in"]
@@ -398,7 +442,7 @@ TINY = {
               "batch_size": 8, "warmup_steps": 1, "threads": 1},
     "rewind": {"step": 2},
     "sparsity": {"exclude": ["init_conv.*", "final_conv.*"]},
-    "imp": {"seeds": [1, 2], "rounds": [{"k": 1, "prev": 0}]},
+    "imp": {"seeds": [1, 2, 3], "rounds": [{"k": 1, "prev": 0}]},
     "controls": {"rounds": []},
     "eval": {"batch_size": 8, "num_samples": 10, "kid_subset_size": 5},
     "similarity": {"oneshot_sparsity": 0.55},
@@ -422,7 +466,7 @@ def test_layer_rates_and_similarity_stages_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_mnist5k", functools.cache(data._mnist5k))
     params = parse_params(TINY)
     run_init(params)
-    for seed in (1, 2):
+    for seed in (1, 2, 3):
         run_dense(params, seed)
         run_prune(params, seed, 1)
         run_rewind(params, seed, 1)
@@ -452,40 +496,70 @@ def test_layer_rates_and_similarity_stages_end_to_end(tmp_path, monkeypatch):
     run_similarity(params)
     out = tmp_path / "artifacts/similarity"
     df = pd.read_csv(out / "similarity.csv")
-    assert list(df.columns) == ["round", "layer", "block", "depth", "metric", "value"]
+    # changed on purpose: every pair of the three seeds is compared, not only the first two
+    assert list(df.columns) == ["pair", "round", "layer", "block", "depth", "metric", "value"]
+    assert sorted(df["pair"].unique()) == ["1-2", "1-3", "2-3"]
     assert set(df["layer"]) == set(prunable) and set(df["metric"]) == set(METRICS)
     assert set(df["round"]) == {1}
     assert df[df["metric"] == "kappa"]["value"].between(-1, 1).all()
+    masks = {s: Mask.from_state_dict(torch.load(f"artifacts/imp/s{s}/r1/prune/mask.pt")) for s in (1, 2, 3)}
+    kappa = df[df["metric"] == "kappa"].pivot(index="layer", columns="pair", values="value")
+    assert kappa["1-3"].to_dict() == pytest.approx(agreement(masks[1], masks[3], "kappa"))  # never compared before
     for name in ("heatmap.png", "depth.png", "blocks.png"):
         assert (out / name).stat().st_size > 1000
     summary = load_json(out / "summary.json")
     assert isinstance(summary["finding"], str) and "upstream layers" in summary["finding"]
+    assert "3 pairs of tickets of seeds 1, 2, 3" in summary["finding"] and "very rough" in summary["finding"]
+    assert summary["pairs"] == ["1-2", "1-3", "2-3"] and summary["n_pairs"] == 3 and summary["seeds"] == [1, 2, 3]
+    assert summary["population"]["n_pairs"] == 3 and summary["population"]["seeds_vary"] == "data order only"
     assert summary["rounds"][0]["round"] == 1 and math.isfinite(summary["difference"]["mean"])
+    assert summary["layer_type"]["up.0.blocks.0.skip.weight"] == "skip1x1"
     claims = summary["claims"]
     assert set(claims) == {"upstream_vs_downstream", "resolution_matched", "beyond_magnitude", "fan_in"}
     for name, c in claims.items():
-        assert {"effect", "ci", "ci_level", "test", "p_value", "round", "direction"} <= set(c), name
+        assert {"effect", "ci", "ci_level", "test", "p_value", "round", "direction", "pairs"} <= set(c), name
         assert c["round"] == 1 and c["ci_level"] == 0.95 and c["direction"] == "positive" and c["available"]
+        assert sorted(c["pairs"]) == ["1-2", "1-3", "2-3"] and c["n_pairs"] == 3, name
+        assert c["effect"] == pytest.approx(np.mean(list(c["pairs"].values()))), name  # the U-statistic
+        assert c["ci"][0] <= c["effect"] <= c["ci"][1] and "very rough" in c["ci_rule"], name
     up = claims["upstream_vs_downstream"]
-    assert up["ci"][0] <= up["effect"] <= up["ci"][1] and 0 < up["p_value"] <= 1
+    assert 0 < up["p_value"] <= 1
+    path = df[(df["metric"] == "kappa") & (df["block"] != "time")].sort_values("depth")
+    h = path["layer"].nunique() // 2
+    for p, part in path.groupby("pair"):
+        v = part["value"].to_numpy()
+        assert up["pairs"][p] == pytest.approx(v[:h].mean() - v[len(v) - h:].mean())
     assert [(lv["encoder"], lv["decoder"]) for lv in claims["resolution_matched"]["levels"]] == \
         [("down0", "up1"), ("down1", "up0")]
     assert summary["block_resolution"]["down0"] == 8 and summary["block_resolution"]["up0"] == 4
     # the baseline is each ticket against the magnitude mask of its own theta_k, recomputed here
     mag = claims["beyond_magnitude"]
-    assert mag["available"] and "theta_k" in mag["baseline_source"]
+    assert mag["available"] and "theta_k" in mag["baseline_source"] and mag["metric"] == "kappa"
     baseline = pd.read_csv(out / "baseline.csv")
-    for seed in (1, 2):
-        ticket = Mask.from_state_dict(torch.load(f"artifacts/imp/s{seed}/r1/prune/mask.pt"))
-        start = torch.load(f"artifacts/imp/s{seed}/r0/train/rewind.pt")
+    assert set(baseline["metric"]) == {"kappa"}
+    starts = {s: torch.load(f"artifacts/imp/s{s}/r0/train/rewind.pt") for s in (1, 2, 3)}
+    for seed in (1, 2, 3):
         mine = baseline[baseline["seed"] == seed].set_index("layer")["value"]
-        assert mine.to_dict() == pytest.approx(start_agreement(ticket, start, "kappa"))
-    assert mag["baseline_agreement"] == pytest.approx(baseline.groupby("layer")["value"].mean().mean())
-    kappa = df[df["metric"] == "kappa"].set_index("layer")["value"]
-    assert mag["ticket_agreement"] == pytest.approx(kappa.mean())
+        assert mine.to_dict() == pytest.approx(start_agreement(masks[seed], starts[seed], "kappa"))
+    assert mag["own_start_agreement"] == pytest.approx(baseline["value"].mean())
+    assert mag["observed_agreement"] == pytest.approx(kappa.to_numpy().mean())
+    # the prediction, recomputed for one pair from the masks and the starts
+    own = {s: magnitude_mask(starts[s], masks[s].kept_counts()) for s in (2, 3)}
+    k_a, k_b = start_agreement(masks[2], starts[2]), start_agreement(masks[3], starts[3])
+    k_starts = agreement(own[2], own[3])
+    excess = {n: kappa.loc[n, "2-3"] - k_a[n] * k_starts[n] * k_b[n] for n in prunable}
+    assert mag["pairs"]["2-3"] == pytest.approx(np.mean(list(excess.values())))
+    chain = pd.read_csv(out / "magnitude.csv")
+    assert chain[chain["pair"] == "2-3"].set_index("layer")["excess"].to_dict() == pytest.approx(excess)
     assert claims["fan_in"]["correlation"]["layers"] == len(prunable) - 2  # the time MLP is off the path
     from pipeline.similarity.plots import plot_claims
     assert len(plot_claims(summary).axes) == 2  # the report can redraw the figure from the summary
+
+    # two seeds: one pair, its value and no interval
+    run_similarity(parse_params({**TINY, "imp": {**TINY["imp"], "seeds": [1, 2]}}))
+    summary = load_json(out / "summary.json")
+    assert summary["pairs"] == ["1-2"] and all(c["ci"] is None for c in summary["claims"].values())
+    assert "one pair" in summary["finding"] and "inconclusive" in summary["finding"]
 
     # similarity.metric is used throughout, and reinit has no start to compare with
     run_similarity(parse_params({**TINY, "similarity": {"metric": "jaccard"}, "rewind": {"mode": "reinit"}}))
@@ -493,7 +567,7 @@ def test_layer_rates_and_similarity_stages_end_to_end(tmp_path, monkeypatch):
     assert summary["metric"] == "jaccard" and "jaccard" in summary["finding"] and "kappa" not in summary["finding"]
     assert summary["claims"]["beyond_magnitude"]["available"] is False
     assert "no shared starting point" in summary["claims"]["beyond_magnitude"]["baseline_source"]
-    assert not (out / "baseline.csv").exists()
+    assert not (out / "baseline.csv").exists() and not (out / "magnitude.csv").exists()
 
     with pytest.raises(ConfigError, match="imp.seeds"):
         run_similarity(parse_params({**TINY, "imp": {"seeds": [1], "rounds": [{"k": 1, "prev": 0}]},
