@@ -142,7 +142,9 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
         metric = params.similarity.metric
         seed = params.imp.seeds[0]
         labels = {k: f"round {k} ({masks[(seed, k)]['sparsity']:.0%} sparse)" for k in rounds[1:]}
-        sim_title = f"seeds {list(params.imp.seeds)[:2]}, {params.sparsity.schedule} schedule, rewind={params.rewind.mode}"
+        n = len(params.imp.seeds)
+        sim_title = (f"mean over the {n * (n - 1) // 2} pairs of seeds {list(params.imp.seeds)}, "
+                     f"{params.sparsity.schedule} schedule, rewind={params.rewind.mode}")
         figure("similarity_heatmap.png", f"Ticket agreement per block and round ({metric})",
                plot_heatmap(sim, metric=metric, title=sim_title, round_labels=labels))
         figure("similarity_depth.png", f"Ticket agreement vs layer depth ({metric})",
