@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 
 from pipeline.core import paths
@@ -172,3 +173,23 @@ def test_rewind_restores_theta0_or_theta_k_times_mask_and_reinit_differs(tiny, t
     for n in mask:
         assert torch.count_nonzero(reinit[n][~mask[n]]) == 0
         assert not torch.equal(reinit[n], theta0[n] * mask[n]), "reinit re-draws the weights"
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor_on_absolute_steps():
+    from pipeline.core.config import TrainConfig
+    from pipeline.train.loop import lr_factor
+
+    const = TrainConfig(steps=100, warmup_steps=10, lr_schedule="constant")
+    assert [lr_factor(s, 100, const) for s in (0, 4, 9, 50, 99)] == [0.1, 0.5, 1.0, 1.0, 1.0]
+    for kind in ("cosine", "linear"):
+        cfg = TrainConfig(steps=100, warmup_steps=10, lr_schedule=kind, lr_floor=0.1)
+        f = [lr_factor(s, 100, cfg) for s in range(100)]
+        assert f[:10] == [lr_factor(s, 100, const) for s in range(10)]  # the same warm-up
+        assert all(a >= b for a, b in zip(f[9:], f[10:])) and f[-1] == pytest.approx(0.1)  # decays to the floor
+        assert 0.1 < f[55] < 1.0
+    # a retrain continuing at step k sees the dense run's lr at k (the scheduler is offset by start_step)
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    cfg = TrainConfig(steps=100, warmup_steps=10, lr_schedule="cosine", lr_floor=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s + 40, 100, cfg))
+    assert sched.get_last_lr()[0] == pytest.approx(lr_factor(40, 100, cfg))
