@@ -13,10 +13,10 @@ from pipeline.core.io import load_json, save_figure, save_json, save_text
 from pipeline.report import figures as F
 from pipeline.report import findings as FD
 from pipeline.report import frontier as FR
-from pipeline.report.inputs import eval_path, heldout_by_t_table, load_eval_table, prune_path, require, round_ids
+from pipeline.report.inputs import control_eval_path, eval_path, heldout_by_t_table, load_eval_table, prune_path, require, round_ids
 from pipeline.report.render import Section, Table, render_html, render_markdown
 from pipeline.report.tables import csv_table, mask_table, mean_table, round_table, seed_stats, summary_metrics
-from pipeline.report.verdicts import LAYERWISE_RULE
+from pipeline.stats.frontier import LAYERWISE_FRONTIER_RULE
 
 
 def _sample_panels(params: Params, df: pd.DataFrame, root: Path, fr) -> tuple[list, int]:
@@ -36,7 +36,7 @@ def _sample_panels(params: Params, df: pd.DataFrame, root: Path, fr) -> tuple[li
             shown += [(str(kind), k, f"{kind} control") for kind in sorted(ctrl.loc[ctrl["round"] == k, "kind"])]
         for kind, k, what in shown:
             r = df[(df["kind"] == kind) & (df["seed"] == seed) & (df["round"] == k)].iloc[0]
-            folder = eval_path(root, seed, k) if r["main"] else root / "eval" / "controls" / kind / f"s{seed}" / f"r{k}"
+            folder = eval_path(root, seed, k) if r["main"] else control_eval_path(root, kind, seed, k)
             path = require(folder / "samples.png", "eval" if r["main"] else "eval_control", seed, k)
             sparse = "" if k == 0 else f", round {k}: {100 * r['sparsity']:.1f}%"
             panels.append((f"seed {seed}: {what}{sparse}\nFID {r['fid']:.2f} [{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}]",
@@ -84,7 +84,7 @@ def _findings_section(rows: list[dict[str, Any]], params: Params, fr) -> Section
         "Satterthwaite's df; the exact sign-flip p beside it needs no normality, but with n seeds it can never "
         f"go below 2/2ⁿ ({2 / 2 ** len(params.imp.seeds):.2g} here). Population: {FR.POPULATION}.",
         f"The layerwise claim (sparser or cheaper at equal FID) is judged by `lth-diffusion report compare` "
-        f"from the experiments: {LAYERWISE_RULE}."]
+        f"on the frontier of each run: {LAYERWISE_FRONTIER_RULE}."]
     return Section("Findings", [], [FD.findings_table(rows)], after=after)
 
 

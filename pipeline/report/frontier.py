@@ -19,17 +19,13 @@ import pandas as pd
 
 from pipeline.core.config import Params
 from pipeline.core.io import load_json
-from pipeline.report.inputs import eval_path, require
+from pipeline.report.inputs import control_eval_path, eval_path, require
 from pipeline.stats.convergence import SeedsConvergence, dense_convergence_over_seeds
 from pipeline.stats.frontier import Frontier, RoundInterval, SeedsFrontier, frontier_over_seeds, margins_table
 from pipeline.stats.paired import SeedEstimate, paired, paired_items_over_seeds
 
 POPULATION = ("data-order seeds of one θ0 (initialisation not varied), sampling noise and held-out items "
               "shared by every run (common random numbers)")
-
-
-def control_path(root: Path, kind: str, seed: int, k: int) -> Path:
-    return Path(root) / "eval" / "controls" / kind / f"s{seed}" / f"r{k}"
 
 
 @dataclass
@@ -45,7 +41,7 @@ def load_paired(params: Params, df: pd.DataFrame, root: Path) -> dict[tuple[str,
     out = {}
     for r in df.itertuples():
         kind, seed, k = str(r.kind), int(r.seed), int(r.round)
-        folder = eval_path(root, seed, k) if r.main else control_path(root, kind, seed, k)
+        folder = eval_path(root, seed, k) if r.main else control_eval_path(root, kind, seed, k)
         stage = "eval_dense" if k == 0 else ("eval" if r.main else "eval_control")
         data = load_json(require(folder / "paired.json", stage, seed, k))
         curve = data.get("heldout_curve")

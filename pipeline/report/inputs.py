@@ -31,6 +31,11 @@ def eval_path(root: Path, seed: int, k: int) -> Path:
     return Path(root) / paths.eval_dir(seed, k).relative_to(paths.ROOT)
 
 
+def control_eval_path(root: Path, kind: str, seed: int, k: int) -> Path:
+    """The eval_control stage's folder, under `root`."""
+    return Path(root) / paths.control_eval_dir(kind, seed, k).relative_to(paths.ROOT)
+
+
 def prune_path(root: Path, seed: int, k: int) -> Path:
     return Path(root) / paths.prune_dir(seed, k).relative_to(paths.ROOT)
 

@@ -19,20 +19,6 @@ CSV_COLUMNS = ["schedule", "rewind", "kind", "seed", "round", "sparsity", "remai
 Z95 = 1.959963984540054
 
 
-def sparsest_within_tolerance(rows: pd.DataFrame, tolerance: float) -> Optional[pd.Series]:
-    """The sparsest pruned round (round >= 1) whose FID is at most `tolerance` above dense (round 0).
-
-    `rows`: one run's rounds with columns round, sparsity, fid. None when no round qualifies.
-    """
-    dense = rows.loc[rows["round"] == 0, "fid"]
-    if dense.empty:
-        raise ValueError("no dense (round 0) row to compare against")
-    ok = rows[(rows["round"] > 0) & (rows["fid"] - float(dense.iloc[0]) <= tolerance)]
-    if ok.empty:
-        return None
-    return ok.sort_values(["sparsity", "round"]).iloc[-1]
-
-
 def fid_inf_std(rows: pd.DataFrame) -> pd.Series:
     """A std for FID∞ from its 95 % interval (width / 2z), for combining it like `fid_std`."""
     return (rows["fid_inf_high"] - rows["fid_inf_low"]) / (2 * Z95)

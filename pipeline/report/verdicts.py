@@ -106,22 +106,6 @@ def paired_difference_ci(a: Sequence[float], a_std: Sequence[Optional[float]], b
     return Estimate(est.mean, est.low, est.high, est.n, "paired by seed; " + est.rule)
 
 
-def unpaired_difference_ci(a: Sequence[float], a_std: Sequence[Optional[float]], b: Sequence[float],
-                           b_std: Sequence[Optional[float]], level: float = 0.95) -> Estimate:
-    """mean(a) − mean(b) for runs not paired by seed: each side's interval as in `seed_mean_ci`, and the
-    difference's half-width sqrt(h_a² + h_b²) of the two half-widths (each side keeps its own t quantile,
-    so a side with few seeds stays wide)."""
-    ea, eb = seed_mean_ci(a, a_std, level), seed_mean_ci(b, b_std, level)
-    mean = ea.mean - eb.mean
-    if not all(_finite(x) for x in (ea.low, eb.low)):
-        return Estimate(mean, math.nan, math.nan, min(ea.n, eb.n), "unpaired; no interval")
-    half = math.hypot(ea.high - ea.mean, eb.high - eb.mean)
-    return Estimate(mean, mean - half, mean + half, min(ea.n, eb.n),
-                    f"unpaired ({ea.n} vs {eb.n} seeds): half-width = sqrt(h_a² + h_b²) of each side's own interval "
-                    f"[{ea.rule}] and [{eb.rule}]")
-
-
-# -- verdicts ------------------------------------------------------------------------------------
 def noninferiority(ci: Sequence[float], margin: float) -> str:
     """For an effect where lower is better (ΔFID = candidate − reference): is the candidate within
     `margin` of the reference? Supported if ci_high <= margin, contradicted if ci_low > margin."""
@@ -149,24 +133,4 @@ def superiority(ci: Sequence[float], direction: str = "positive") -> str:
         return SUPPORTED
     if hi < 0:
         return CONTRADICTED
-    return INCONCLUSIVE
-
-
-LAYERWISE_RULE = ("layerwise vs uniform at equal global sparsity (same round): supported if layerwise needs "
-                  "fewer MACs (ratio < 1) and its ΔFID interval's upper end <= margin, or equal MACs and the "
-                  "ΔFID interval lies below 0; contradicted if the ΔFID interval's lower end > margin, or "
-                  "layerwise needs more MACs and its ΔFID interval lies above 0; else inconclusive")
-
-
-def layerwise_verdict(macs_ratio: float, delta_fid_ci: Sequence[float], margin: float) -> str:
-    """'Layerwise is sparser or cheaper at equal FID', read at equal global sparsity: cheaper and not
-    worse beyond `margin`, or as cheap and better. `macs_ratio` = MACs(layerwise) / MACs(uniform);
-    `delta_fid_ci` is the interval of FID(layerwise) − FID(uniform). See LAYERWISE_RULE."""
-    lo, hi = delta_fid_ci
-    if not (_finite(lo) and _finite(hi) and _finite(macs_ratio)):
-        return INCONCLUSIVE
-    if lo > margin or (macs_ratio > 1 and lo > 0):
-        return CONTRADICTED
-    if (macs_ratio < 1 and hi <= margin) or (macs_ratio <= 1 and hi < 0):
-        return SUPPORTED
     return INCONCLUSIVE

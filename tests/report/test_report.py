@@ -20,7 +20,6 @@ from pipeline.app.params import parse_params
 from pipeline.core.config import ConfigError
 from pipeline.report.build import build_report
 from pipeline.report.render import png_data_uri
-from pipeline.report.tables import sparsest_within_tolerance
 
 SEEDS, ROUNDS = (1, 2), (1, 2, 3)
 LAYERS = ["time_embed.1.weight", "down.0.blocks.0.conv1.weight", "down.1.blocks.0.conv1.weight",
@@ -382,18 +381,6 @@ def test_png_data_uri_avoids_http_by_chance():
     assert "http" not in uri.lower()
     decoded = base64.b64decode(uri.split(",", 1)[1])
     assert decoded[:33] == raw[:33] and decoded.endswith(raw[33:])  # only a chunk was inserted
-
-
-def test_sparsest_within_tolerance_picks_the_sparsest_qualifying_round():
-    rows = pd.DataFrame({"round": [0, 1, 2, 3, 4], "sparsity": [0.0, 0.5, 0.75, 0.875, 0.94],
-                         "fid": [40.0, 52.0, 45.0, 49.5, 60.0]})
-    # round 1 is outside (+12), rounds 2 and 3 inside, round 4 outside: the sparsest inside is 3
-    assert int(sparsest_within_tolerance(rows, 10.0)["round"]) == 3
-    assert int(sparsest_within_tolerance(rows, 9.5)["round"]) == 3  # boundary counts as within
-    assert int(sparsest_within_tolerance(rows, 5.0)["round"]) == 2
-    assert sparsest_within_tolerance(rows, 4.0) is None
-    better = rows.assign(fid=[40.0, 30.0, 35.0, 39.0, 41.0])  # better than dense also qualifies
-    assert int(sparsest_within_tolerance(better, 0.5)["round"]) == 3
 
 
 def test_missing_metrics_names_the_file_and_stage(tmp_path, monkeypatch):
