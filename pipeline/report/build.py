@@ -83,7 +83,7 @@ def _findings_section(rows: list[dict[str, Any]], params: Params, fr) -> Section
         "shared-noise term (all runs share the starting noise and the held-out items), Student-t with "
         "Satterthwaite's df; the exact sign-flip p beside it needs no normality, but with n seeds it can never "
         f"go below 2/2ⁿ ({2 / 2 ** len(params.imp.seeds):.2g} here). Population: {FR.POPULATION}.",
-        f"The layerwise claim (sparser or cheaper at equal FID) is judged by `lth-diffusion report compare` "
+        f"The layerwise claim (sparser or cheaper tickets at non-inferior FID) is judged by `lth-diffusion report compare` "
         f"on the frontier of each run: {LAYERWISE_FRONTIER_RULE}."]
     return Section("Findings", [], [FD.findings_table(rows)], after=after)
 
