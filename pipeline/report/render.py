@@ -76,15 +76,33 @@ def png_data_uri(png: bytes) -> str:
     """A base64 data URI of the PNG that contains no 'http' in any case.
 
     Base64 text can spell 'http' by chance (about once per MB, ignoring case); a padding tEXt chunk
-    after the header shifts the 3-byte alignment of everything after it, which rewrites the text.
+    after the header shifts the 3-byte alignment of everything after it, which rewrites the text. A
+    large image can spell it in all three alignments: then the same pixels are compressed again at
+    other zlib levels (deterministic, so the page stays byte-stable) until one encoding is clean.
     """
-    head, tail = png[:33], png[33:]  # 8-byte signature + IHDR chunk
-    for pad in range(64):
-        candidate = png if pad == 0 else head + _png_chunk(b"tEXt", b"pad\x00" + b"x" * pad) + tail
-        encoded = base64.b64encode(candidate).decode("ascii")
-        if "http" not in encoded.lower():
-            return "data:image/png;base64," + encoded
+    for candidate_png in _recompressed(png):
+        head, tail = candidate_png[:33], candidate_png[33:]  # 8-byte signature + IHDR chunk
+        for pad in range(3):
+            candidate = candidate_png if pad == 0 else head + _png_chunk(b"tEXt", b"pad\x00" + b"x" * pad) + tail
+            encoded = base64.b64encode(candidate).decode("ascii")
+            if "http" not in encoded.lower():
+                return "data:image/png;base64," + encoded
     raise RuntimeError("could not encode the PNG without an 'http' substring")
+
+
+def _recompressed(png: bytes):
+    """The PNG as given, then re-encoded at zlib levels 9..0 (same pixels, other bytes)."""
+    yield png
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    for level in range(9, -1, -1):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", compress_level=level)
+        yield buf.getvalue()
 
 
 def render_html(title: str, sections: list[Section]) -> str:
