@@ -1,5 +1,5 @@
 """DVC stage 'control': the `kind` control (reinit | random) of seed `seed`'s round-k ticket,
-trained with the ticket's recipe and budget (pipeline.sparsity.controls says what each is).
+trained with the ticket's recipe (reinit: the dense run's budget from step 0) (pipeline.sparsity.controls says what each is).
 
 Usage: python -m stages.control <kind> <seed> <k>
 """
@@ -25,12 +25,15 @@ def run_control(params: Params, kind: str, seed: int, k: int) -> None:
     save_json(report, out / "mask.json")
     save_torch(state, out / "weights.pt")
     rewind = "reinit" if kind == "reinit" else params.rewind.mode
-    save_json({"kind": kind, "mode": rewind, "start_step": params.start_step(), "seed": seed, "round": k},
+    # reinit has no trained weights to continue from: it gets the dense run's whole budget from step 0
+    # (warm-up included), so the ticket is not credited with the k dense steps its start had
+    start = params.start_step(rewind)
+    save_json({"kind": kind, "mode": rewind, "start_step": start, "seed": seed, "round": k},
               out / "rewind.json")
     tqdm.write(f"control {kind} seed {seed} round {k}: {report['kept']:,}/{report['total']:,} prunable "
                f"weights kept, start weights: {rewind}")
     train_masked(params, seed, out / "mask.pt", out / "weights.pt", paths.control_train_dir(kind, seed, k),
-                 paths.control_checkpoint_path(kind, seed, k), tag=f"control-{kind}-{k}",
+                 paths.control_checkpoint_path(kind, seed, k), tag=f"control-{kind}-{k}", start_step=start,
                  desc=f"control {kind} seed {seed} round {k}", round=k, kind=kind)
 
 

@@ -1,4 +1,4 @@
-"""DVC stage 'dense': train theta0 densely with data-order seed `seed`; keep theta_k (the weights
+"""DVC stage 'dense': train theta0 (shared, or the seed's own: model.theta0) densely with data-order seed `seed`; keep theta_k (the weights
 after rewind.step steps) for late rewinding, and the EMA weights at train.convergence_checks.
 
 Usage: python -m stages.dense <seed>
@@ -8,11 +8,12 @@ from __future__ import annotations
 from pipeline.app.stage import run_stage
 from pipeline.core import paths
 from pipeline.core.config import Params
-from pipeline.core.io import load_torch, save_torch
+from pipeline.core.io import save_torch
 from pipeline.ddpm.data import load_dataset
 from pipeline.ddpm.diffusion import Diffusion
 from pipeline.runtime.device import configure_threads, pick_device
 from pipeline.sparsity import tickets
+from pipeline.sparsity.rewind import theta0_for
 from pipeline.train.loop import train
 from pipeline.train.recipe import digest, training_fingerprint, write_training_outputs
 
@@ -21,8 +22,8 @@ def run_dense(params: Params, seed: int) -> None:
     configure_threads(params.train.threads)
     device = pick_device()
     model = tickets.new_model(params).to(device)
-    theta0 = paths.init_dir() / "theta0.pt"
-    model.load_state_dict(load_torch(theta0, map_location=device))
+    theta0 = paths.init_dir() / "theta0.pt"  # model.theta0 = per_seed: the seed's own draw (its fingerprint: model.*)
+    model.load_state_dict({n: t.to(device) for n, t in theta0_for(params, seed).items()})
     k = params.rewind.step
     checks = params.train.check_steps()[:-1]  # the end's EMA is model.pt's
     result = train(model, Diffusion(params.diffusion, device), load_dataset(params.data), params.train,

@@ -26,6 +26,7 @@ from pipeline.similarity.claims import magnitude_chain, summarize
 from pipeline.similarity.plots import plot_claims, plot_depth, plot_heatmap
 from pipeline.sparsity import tickets
 from pipeline.sparsity.masks import Mask
+from pipeline.sparsity.rewind import theta0_for
 
 
 def _baseline_start(params: Params, seed: int) -> tuple[dict[str, torch.Tensor] | None, str]:
@@ -36,7 +37,9 @@ def _baseline_start(params: Params, seed: int) -> tuple[dict[str, torch.Tensor] 
         return load_torch(paths.train_dir(seed, 0) / "rewind.pt"), (
             f"theta_k (step {params.rewind.step} of each seed's dense run, artifacts/imp/s<seed>/r0/train/rewind.pt)")
     if mode == "init":
-        return load_torch(paths.init_dir() / "theta0.pt"), "theta0 (artifacts/init/theta0.pt, shared by every seed)"
+        if params.model.theta0 == "shared":
+            return theta0_for(params, seed), "theta0 (artifacts/init/theta0.pt, shared by every seed)"
+        return theta0_for(params, seed), "each seed's own theta0 (model.theta0 = per_seed)"
     return None, ("rewind.mode=reinit: every ticket restarts from a fresh random draw, so there is no shared "
                   "starting point whose magnitudes could explain the agreement")
 
@@ -95,7 +98,7 @@ def run_similarity(params: Params) -> None:
         (out / "baseline.csv").unlink(missing_ok=True)
     summary = summarize(df, metric, sizes, seeds=seeds, fan_in=fan_ins, resolutions=resolutions,
                         baseline=baseline, start_pair=start_pair, baseline_source=source,
-                        resamples=params.similarity.resamples, layer_types=types)
+                        resamples=params.similarity.resamples, layer_types=types, theta0=params.model.theta0)
     if baseline is not None:
         kappa = df[df["metric"] == "kappa"].pivot_table(index=["round", "layer"], columns="pair", values="value")
         chains = []

@@ -42,6 +42,10 @@ class DataConfig(Section):
 
 class ModelConfig(Section):
     init_seed: int = Field(0, ge=0)
+    # shared: every replicate seed starts from the one theta0 (the similarity claims compare tickets of
+    # one initialisation); per_seed: each seed draws its own theta0, so the intervals over seeds include
+    # initialisation variance
+    theta0: Literal["shared", "per_seed"] = "shared"
     dim: int = Field(16, ge=4, le=1024)
     dim_mults: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = Field(1, ge=1, le=16)
@@ -270,6 +274,10 @@ class Params(Section):
             raise _CrossError(
                 "rewind.step", self.rewind.step, f"must be < train.steps ({self.train.steps})"
             )
+        if self.model.theta0 == "per_seed" and self.sparsity.schedule == "layerwise":
+            raise _CrossError("model.theta0", self.model.theta0,
+                              "the layerwise rates come from the agreement of tickets of one theta0; "
+                              "use model.theta0=shared with sparsity.schedule=layerwise")
         if len(self.imp.seeds) < 2:
             raise _CrossError("imp.seeds", list(self.imp.seeds),
                               "needs two seeds: the layer_rates and similarity stages compare two tickets")
@@ -290,6 +298,15 @@ class Params(Section):
     def target_sparsity(self) -> float:
         """Fraction of prunable weights removed after the last round."""
         return 1.0 - (1.0 - self.sparsity.rate) ** len(self.imp.rounds)
+
+    def population(self) -> str:
+        """What the replicate seeds vary, i.e. the population an interval over seeds describes."""
+        if self.model.theta0 == "per_seed":
+            return ("replicate seeds that vary the data order and the initialisation (each seed its own θ0, "
+                    "model.theta0 = per_seed), sampling noise and held-out items shared by every run (common "
+                    "random numbers)")
+        return ("data-order seeds of one θ0 (initialisation not varied: model.theta0 = shared), sampling noise and "
+                "held-out items shared by every run (common random numbers)")
 
     def start_step(self, mode: str | None = None) -> int:
         """The step a masked retrain starts at: late rewinding (`checkpoint`) continues the dense

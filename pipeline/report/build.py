@@ -82,7 +82,7 @@ def _findings_section(rows: list[dict[str, Any]], params: Params, fr) -> Section
         "is provisional and says so. Every paired interval over seeds is between-seed variance plus the "
         "shared-noise term (all runs share the starting noise and the held-out items), Student-t with "
         "Satterthwaite's df; the exact sign-flip p beside it needs no normality, but with n seeds it can never "
-        f"go below 2/2ⁿ ({2 / 2 ** len(params.imp.seeds):.2g} here). Population: {FR.POPULATION}.",
+        f"go below 2/2ⁿ ({2 / 2 ** len(params.imp.seeds):.2g} here). Population: {params.population()}.",
         f"The layerwise claim (sparser or cheaper tickets at non-inferior FID) is judged by `lth-diffusion report compare` "
         f"on the frontier of each run: {LAYERWISE_FRONTIER_RULE}."]
     return Section("Findings", [], [FD.findings_table(rows)], after=after)

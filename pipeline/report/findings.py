@@ -71,7 +71,7 @@ def ticket_vs_dense(params, df: pd.DataFrame, runs: dict, fr: Optional[FR.Fronti
                    f"ΔFID ticket − dense; {est.rule}; fixed-sequence non-inferiority, margin {margin:.2f} = "
                    f"report.margin {params.report.margin:g} × mean dense FID: supported if every round up to this "
                    f"one has its interval's upper end below the margin, contradicted if this round's lower end is "
-                   f"above it; population: {FR.POPULATION}", also)
+                   f"above it; population: {params.population()}", also)
 
 
 def ticket_vs_control(params, df: pd.DataFrame, runs: dict, kind: str, k: int,
@@ -91,7 +91,7 @@ def ticket_vs_control(params, df: pd.DataFrame, runs: dict, kind: str, k: int,
     verdict = superiority(est.ci)
     return finding(claim, f"round {k} ({100 * sp:.1f} % prunable, {100 * glob:.1f} % of all weights), {est.n} seeds",
                    _qualified(verdict, fr) if fr is not None else verdict, est.estimate, est.ci,
-                   f"FID {kind} − ticket; {est.rule}; {SUPERIORITY_RULE}; population: {FR.POPULATION}", also)
+                   f"FID {kind} − ticket; {est.rule}; {SUPERIORITY_RULE}; population: {params.population()}", also)
 
 
 def similarity_findings(summary: Optional[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -104,6 +104,10 @@ def similarity_findings(summary: Optional[dict[str, Any]], metric: str) -> list[
         why = "artifacts/similarity/summary.json not found" if summary is None else "similarity summary has no 'claims'"
         return [finding(SIM_CLAIMS["upstream_vs_downstream"], "–", NOT_MEASURED, test=why)]
     population = summary.get("population") if isinstance(summary.get("population"), dict) else {}
+    if population.get("theta0") == "per seed":
+        return [finding(SIM_CLAIMS[key], "–", NOT_MEASURED,
+                        test=f"not tested: {population.get('is', 'each seed has its own theta0')}; rerun with model.theta0 = shared")
+                for key in SIM_CLAIMS]
     n_pairs, seeds = population.get("n_pairs", summary.get("n_pairs")), population.get("seeds", summary.get("seeds"))
     who = ""
     if isinstance(n_pairs, int):

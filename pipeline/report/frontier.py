@@ -4,8 +4,9 @@ errors and per-item held-out losses each eval writes to paired.json on the share
 items), the dense baseline's convergence check, and the sparsest non-inferior ticket by a fixed
 sequence of non-inferiority tests (pipeline.stats.frontier), per seed and over seeds.
 
-The population every interval describes: data-order seeds of one θ0, with the sampling noise held
-fixed (common random numbers) — initialisation variance is not in them.
+The population every interval describes is Params.population(): data-order
+seeds of one θ0 (model.theta0 = shared), or seeds that vary the initialisation too (per_seed), with
+the sampling noise held fixed (common random numbers).
 """
 from __future__ import annotations
 
@@ -24,8 +25,6 @@ from pipeline.stats.convergence import SeedsConvergence, dense_convergence_over_
 from pipeline.stats.frontier import Frontier, RoundInterval, SeedsFrontier, frontier_over_seeds, margins_table
 from pipeline.stats.paired import SeedEstimate, paired, paired_items_over_seeds
 
-POPULATION = ("data-order seeds of one θ0 (initialisation not varied), sampling noise and held-out items "
-              "shared by every run (common random numbers)")
 
 
 @dataclass

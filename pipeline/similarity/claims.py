@@ -49,6 +49,9 @@ UNIT = "ticket pair"
 POPULATION = ("pairs of tickets of one theta0 (artifacts/init/theta0.pt) whose IMP seeds vary the data order "
               "only: the intervals cover how tickets of one initialisation differ with the data order, not "
               "initialisation variance")
+POPULATION_PER_SEED = ("pairs of tickets of different theta0s (model.theta0 = per_seed: each IMP seed draws its own "
+                       "initialisation and data order); the claims compare tickets of one theta0, so they are not "
+                       "tested on these pairs")
 PAIR_RULE = ("each effect is computed for every unordered pair of IMP seeds and averaged over the pairs "
              "(U-statistic); 95 % interval: delete-one-seed jackknife (Student-t, n - 1 df)")
 PERMUTATION_RULE = ("p-values: permutations of the per-layer agreement averaged over the pairs, shuffled only "
@@ -424,7 +427,8 @@ def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[s
               seeds: Sequence[int] = (), *, fan_in: Optional[Mapping[str, int]] = None,
               resolutions: Optional[Mapping[str, int]] = None, baseline: Optional[pd.DataFrame] = None,
               start_pair: Optional[pd.DataFrame] = None, baseline_source: str = "",
-              resamples: int = RESAMPLES, layer_types: Optional[Mapping[str, str]] = None) -> dict:
+              resamples: int = RESAMPLES, layer_types: Optional[Mapping[str, str]] = None,
+              theta0: str = "shared") -> dict:
     """Per-round detail and the four claims (`claims`), read at the last round, from the similarity
     table (columns pair, round + COLUMNS; without `pair`, one pair of `seeds`' first two).
 
@@ -432,7 +436,8 @@ def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[s
     size (default: the U-Net's mirror rule); `layer_types`: layer -> stratum (default: from the name,
     `agreement.layer_type`); `baseline`: rows (round, seed, layer, [metric,] value) of each ticket's
     agreement with its own start's magnitude mask (kappa rows feed the magnitude claim, `metric` rows
-    the per-level overlay; without a metric column the values are kappa); `start_pair`: rows (pair,
+    the per-level overlay; without a metric column the values are kappa); `theta0`: shared (one
+    theta0 behind every ticket) or per_seed (the population says the claims do not apply); `start_pair`: rows (pair,
     round, layer, value) of kappa between the two starts' magnitude masks. Without both, or with
     `baseline` None (no shared start, `baseline_source` says why), the magnitude claim is unavailable."""
     df = _with_pairs(df, seeds)
@@ -515,8 +520,10 @@ def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[s
     diffs = [r["difference"] for r in per_round]
     rule = claims["upstream_vs_downstream"]["ci_rule"]
     out = {"metric": metric, "agreement_is": METRIC_IS[metric], "unit": UNIT,
-           "population": {"unit": UNIT, "is": POPULATION, "seeds": list(seeds), "pairs": pairs,
-                          "n_pairs": len(pairs), "theta0": "shared by every seed", "seeds_vary": "data order only"},
+           "population": {"unit": UNIT, "is": POPULATION if theta0 == "shared" else POPULATION_PER_SEED,
+                          "seeds": list(seeds), "pairs": pairs, "n_pairs": len(pairs),
+                          "theta0": "shared by every seed" if theta0 == "shared" else "per seed",
+                          "seeds_vary": "data order only" if theta0 == "shared" else "data order and initialisation"},
            "seeds": list(seeds), "pairs": pairs, "n_pairs": len(pairs),
            "interval_rule": f"{PAIR_RULE}; here: {rule}", "permutation_rule": PERMUTATION_RULE,
            "strata_rule": LAYER_TYPE_RULE,
@@ -530,7 +537,9 @@ def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[s
     if sizes is not None:
         out["difference_weighted"] = _over_rounds([r["difference_weighted"] for r in per_round])
     out["claims"] = claims
-    out["finding"] = finding(claims, metric, seeds, diffs)
+    out["finding"] = finding(claims, metric, seeds, diffs) if theta0 == "shared" else (
+        f"Not tested: {POPULATION_PER_SEED}. The agreement of these pairs is in similarity.csv and the figures, "
+        "as a description only.")
     return out
 
 

@@ -6,8 +6,11 @@ For the ticket of IMP round k of a seed (its mask `artifacts/imp/s{seed}/r{k}/pr
 - random: a random mask with exactly the ticket's per-layer kept counts (seeded), rewound like the
   ticket (same rewind.mode and point).
 
-Each is trained with the ticket's recipe and budget (same data seed, same steps, same start step
-for late rewinding) and saved like a ticket. Controls live beside the chain and never feed it.
+Each is trained with the ticket's recipe (same data seed, same end step) and saved like a ticket.
+The random control starts where the ticket does (step k under late rewinding); the reinit control has
+no trained weights to continue, so it gets the dense run's whole budget from step 0, warm-up
+included: a reinit control started at step k at full learning rate would credit the ticket with the
+k dense steps its start had. Controls live beside the chain and never feed it.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Where a round restarts from: theta0, theta_k (late rewinding) or a fresh draw, times the mask."""
+"""Where a round restarts from: theta0 (shared or the seed's own), theta_k (late rewinding) or a fresh
+draw, times the mask."""
 from __future__ import annotations
 
 import torch
@@ -18,6 +19,18 @@ def seed_for(*parts: int) -> int:
     return out % (2**31 - 1)
 
 
+THETA0_STREAM = 104729  # keeps a seed's own theta0 draw apart from every other seeded draw
+
+
+def theta0_for(params: Params, seed: int) -> dict[str, torch.Tensor]:
+    """The theta0 replicate seed `seed` starts from: the init stage's shared one, or (model.theta0 =
+    per_seed) the seed's own draw, derived from model.init_seed and the seed."""
+    if params.model.theta0 == "shared":
+        return load_torch(paths.init_dir() / "theta0.pt")
+    torch.manual_seed(seed_for(params.model.init_seed, THETA0_STREAM, seed))
+    return tickets.new_model(params).state_dict()
+
+
 def reinit_draw(params: Params, seed: int, k: int) -> dict[str, torch.Tensor]:
     """A fresh random draw of every weight for round k of seed `seed` (the reinit control)."""
     torch.manual_seed(seed_for(params.model.init_seed, 7919, seed, k))
@@ -29,7 +42,7 @@ def rewound_state(params: Params, seed: int, k: int, mask: Mask, mode: str | Non
     rewind.mode), times the mask."""
     mode = mode or params.rewind.mode
     if mode == "init":
-        state = load_torch(paths.init_dir() / "theta0.pt")
+        state = theta0_for(params, seed)
     elif mode == "checkpoint":
         state = load_torch(paths.train_dir(seed, 0) / "rewind.pt")
     else:  # reinit: a new random draw of every weight

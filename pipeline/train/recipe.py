@@ -40,18 +40,20 @@ def digest(path) -> str:
 
 
 def train_masked(params: Params, seed: int, mask_path: Path, weights_path: Path, out: Path, checkpoint: Path,
-                 tag: str, desc: str, **meta) -> None:
+                 tag: str, desc: str, start_step: int | None = None, **meta) -> None:
     """Train the masked net at `weights_path` with the ticket recipe (the dense run's data seed,
-    from params.start_step() to train.steps) and save it under `out` in save_ticket's format."""
+    from `start_step`, by default params.start_step(), to train.steps) and save it under `out` in
+    save_ticket's format."""
+    start_step = params.start_step() if start_step is None else start_step
     configure_threads(params.train.threads)
     device = pick_device()
     mask = Mask.from_state_dict(load_torch(mask_path)).to(device)
     model = tickets.new_model(params).to(device)
     model.load_state_dict(load_torch(weights_path, map_location=device))
     result = train(model, Diffusion(params.diffusion, device), load_dataset(params.data), params.train,
-                   steps=params.train.steps, seed=seed, start_step=params.start_step(), mask=mask,
+                   steps=params.train.steps, seed=seed, start_step=start_step, mask=mask,
                    hflip=params.data.hflip, checkpoint=checkpoint,
-                   fingerprint=training_fingerprint(params, tag, seed, digest(mask_path), digest(weights_path)),
+                   fingerprint=training_fingerprint(params, tag, seed, start_step, digest(mask_path), digest(weights_path)),
                    desc=desc)
     out.mkdir(parents=True, exist_ok=True)
     write_training_outputs(out, result, mask, seed=seed, **meta)

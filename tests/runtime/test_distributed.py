@@ -136,7 +136,7 @@ def test_dense_stage_relaunches_itself_on_the_ranks_the_environment_asks_for(tin
     (one, loss1, _), (two, loss2, out2) = runs["one"], runs["two"]
     assert loss2["loss"].tolist() == pytest.approx(loss1["loss"].tolist(), rel=1e-5)
     assert_same_training(two["model"], one["model"], params.train.lr, params.train.steps)
-    assert sorted(p.name for p in out2.iterdir()) == ["loss.csv", "model.pt", "rewind.pt"]
+    assert sorted(p.name for p in out2.iterdir()) == ["ema_checks.pt", "loss.csv", "model.pt", "rewind.pt"]
 
 
 def test_torchrun_command_follows_the_environment():

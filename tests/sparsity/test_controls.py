@@ -97,3 +97,16 @@ def test_controls_params_are_validated(tiny):
     with pytest.raises(ConfigError, match="controls.kinds"):
         tiny(controls={"kinds": ["lucky"]})
     assert tiny(controls={"kinds": [], "rounds": [2]}).controls.kinds == ()
+
+
+def test_reinit_control_gets_the_dense_budget_from_step_0_and_random_starts_at_k(ticket_round):
+    """Late rewinding starts the ticket at step k; a reinit control started there at full learning
+    rate would credit the ticket with k dense steps, so it trains from step 0, warm-up included."""
+    params, _ = ticket_round
+    assert params.rewind.mode == "checkpoint" and params.rewind.step > 0
+    for kind, start in (("reinit", 0), ("random", params.rewind.step)):
+        run_control(params, kind, 1, 1)
+        assert load_json(paths.control_dir(kind, 1, 1) / "rewind.json")["start_step"] == start, kind
+        steps = pd.read_csv(paths.control_train_dir(kind, 1, 1) / "loss.csv")["step"]
+        assert steps.iloc[-1] == params.train.steps, kind
+        assert (steps.iloc[0] <= params.train.log_every) == (start == 0), (kind, steps.iloc[0])
