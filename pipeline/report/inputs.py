@@ -79,7 +79,8 @@ def metrics_row(m: dict[str, Any], path: Path, kind: str, default_rewind: str) -
 
 
 def load_eval_table(params: Params, root: Path) -> pd.DataFrame:
-    """One row per metrics.json: the main run's (required) plus the controls found under eval/controls."""
+    """One row per metrics.json: the main run's (required) plus those of the controls of params
+    (controls.kinds x controls.rounds) found under eval/controls."""
     root = Path(root)
     rows = []
     rounds = round_ids(params)
@@ -88,9 +89,12 @@ def load_eval_table(params: Params, root: Path) -> pd.DataFrame:
             path = require(eval_path(root, seed, k) / "metrics.json", "eval", seed, k)
             rows.append(metrics_row(load_json(path), path, "dense" if k == 0 else "ticket", params.rewind.mode))
     eval_root = root / "eval"
+    # only the controls params ask for: another run's control files (an experiment's workspace holds
+    # the baseline's) must never appear as this run's controls
+    kinds, control_rounds = set(params.controls.kinds), set(params.controls.rounds)
     for path in sorted(eval_root.glob("controls/*/s*/r*/metrics.json")):
         m = CONTROL_EVAL.match(path.relative_to(eval_root).as_posix())
-        if m and int(m[2]) in params.imp.seeds and int(m[3]) in rounds[1:]:
+        if m and m[1] in kinds and int(m[2]) in params.imp.seeds and int(m[3]) in control_rounds:
             rows.append(metrics_row(load_json(path), path, m[1], m[1]))
     df = pd.DataFrame(rows)
     for col in NUMERIC:

@@ -46,7 +46,7 @@ CLAIMS = {  # similarity summary.json 'claims' (interface 4)
 
 def _params(**report):
     return parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
-                         "controls": {"rounds": []}, "report": report})
+                         "controls": {"rounds": [3]}, "report": report})
 
 
 def _fid(seed: int, k: int) -> float:
@@ -122,6 +122,7 @@ def make_fake_results(root: Path, with_optional: bool = True, controls: bool = F
                 _write(root / f"eval/controls/{kind}/s{seed}/r3/paired.json", _paired(seed, 3, kind, shift))
                 _png(root / f"eval/controls/{kind}/s{seed}/r3/samples.png", 200)
         _write(root / "eval/controls/reinit/s9/r3/metrics.json", _metrics(9, 3, fid=1.0, kind="reinit"))  # stale seed
+        _write(root / "eval/controls/random/s1/r2/metrics.json", _metrics(1, 2, fid=1.0, kind="random"))  # round not in controls.rounds
     _write(root / "eval/s1/r7/metrics.json", _metrics(1, 3, fid=1.0))  # stale: round 7 not in params
     if with_optional:
         rows = [{"round": k, "layer": n, "block": b, "depth": d, "metric": m, "value": v}
@@ -230,6 +231,25 @@ def _path(row: dict) -> str:
     if kind.startswith("control: "):
         return f"eval/controls/{kind.removeprefix('control: ')}/s{seed}/r{k}/metrics.json"
     return f"eval/s{seed}/r{k}/metrics.json"
+
+
+def test_only_the_controls_params_ask_for_are_read(tmp_path):
+    """An experiment's workspace holds the baseline's control files: with controls.kinds = [] (or a
+    kind or round left out) they must not be read as this run's controls."""
+    from pipeline.report.inputs import load_eval_table
+
+    make_fake_results(tmp_path, with_optional=False, controls=True)
+    kinds = lambda params: sorted(set(load_eval_table(params, tmp_path)["kind"]))
+    assert kinds(_params()) == ["dense", "random", "reinit", "ticket"]
+    none = parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+                         "controls": {"kinds": [], "rounds": [3]}})
+    assert kinds(none) == ["dense", "ticket"]
+    reinit_only = parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+                                "controls": {"kinds": ["reinit"], "rounds": [3]}})
+    assert kinds(reinit_only) == ["dense", "reinit", "ticket"]
+    other_round = parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+                                "controls": {"rounds": [1]}})
+    assert kinds(other_round) == ["dense", "ticket"]
 
 
 def test_curves_show_each_seed_the_mean_and_the_controls():
