@@ -7,6 +7,8 @@ with different feature extractors are never put on one plot or into one verdict.
 """
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,8 +22,7 @@ from pipeline.core.config import ConfigError  # noqa: E402
 from pipeline.report.exp_show import (CONTROL_METRICS, EVAL_METRICS, ROUND_COLUMNS, UNHASHED, exp_show_json,  # noqa: E402,F401
                        parse_exp_show)
 from pipeline.core.io import save_figure, save_json, save_text  # noqa: E402
-from pipeline.report.verdicts import seed_mean_ci  # noqa: E402
-from pipeline.stats.frontier import ScheduleFrontier, layerwise_verdict, rank_schedules  # noqa: E402
+from pipeline.stats.frontier import ScheduleFrontier, layerwise_verdict, rank_schedules, t_interval  # noqa: E402
 
 NOT_MEASURED = "not measured"
 
@@ -57,17 +58,22 @@ def _short(sha: str) -> str:
 
 
 # -- numbers ---------------------------------------------------------------------------------------------
+CURVE_INTERVAL = ("the 95 % t-interval of the mean over seeds from the between-seed variance, truncated at 0 "
+                  "(`dvc exp show` carries no split replicates, so the sampling noise the seeds share is left out "
+                  "here; each run's own report has the full interval)")
+
+
 def experiment_curves(rows: pd.DataFrame) -> pd.DataFrame:
     """Per experiment and round of the main chain: means over eval seeds, the between-seed sd, and the
-    95 % interval of the mean FID (pipeline.report.verdicts.seed_mean_ci)."""
+    95 % t-interval of the mean FID from the between-seed variance (CURVE_INTERVAL), truncated at 0."""
     out = []
     for (name, k), g in main_rows(rows).groupby(["experiment", "round"], sort=False):
-        est = seed_mean_ci(g["fid"].tolist(), g["fid_std"].tolist())
+        _, low, high, _ = t_interval(g["fid"].tolist())
         sd = float(g["fid"].std(ddof=1)) if len(g) > 1 else float("nan")
         out.append({"experiment": name, "round": int(k), "seeds": int(g["seed"].nunique()),
                     **{c: float(g[c].mean()) for c in ("sparsity", "remaining_pct", "fid", "fid_inf", "kid_mean",
                                                        "macs", "storage_bytes")},
-                    "fid_sd": sd, "fid_low": est.low, "fid_high": est.high})
+                    "fid_sd": sd, "fid_low": max(0.0, low) if math.isfinite(low) else low, "fid_high": high})
     cols = ["experiment", "round", "seeds", "sparsity", "remaining_pct", "fid", "fid_inf", "kid_mean", "macs",
             "storage_bytes",
             "fid_sd", "fid_low", "fid_high"]
@@ -272,9 +278,8 @@ def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict]]], notes: list[st
     n = sum(len(summary) for _, summary, _ in groups)
     lines = ["# Experiments compared", "",
              f"{n} run(s) from `dvc exp show` (workspace, baseline commit, experiments). FID: mean ± sd over each "
-             "run's eval seeds, with the 95 % interval of the mean (between-seed variance plus each run's bootstrap "
-             "variance, Student-t); plots show each seed thin and the mean with that interval as a band. Controls "
-             "(artifacts/eval/controls/) are not part of these curves.", ""]
+             f"run's eval seeds, with {CURVE_INTERVAL}; plots show each seed thin and the mean with that interval "
+             "as a band. Controls (artifacts/eval/controls/) are not part of these curves.", ""]
     split = len(groups) > 1
     if split:
         lines += ["The runs used different FID extractors, so each extractor's runs are compared apart below; "

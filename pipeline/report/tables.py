@@ -27,7 +27,8 @@ def fid_inf_std(rows: pd.DataFrame) -> pd.Series:
 def seed_stats(df: pd.DataFrame, runs: Optional[dict] = None, level: float = 0.95) -> pd.DataFrame:
     """Per (kind, round): seed count, means, between-seed sd, and the interval of the mean FID (with
     `runs`, the FID split errors on the shared samples: between-seed variance plus the shared-noise
-    term, pipeline.stats.paired) and of FID∞ (verdicts.seed_mean_ci: no joint replicates of it).
+    term, pipeline.stats.paired) and of FID∞ (verdicts.seed_mean_ci: no joint replicates of it), both
+    truncated at 0.
     Main chain first, then controls."""
     from pipeline.stats.paired import one_sample
 
@@ -41,6 +42,9 @@ def seed_stats(df: pd.DataFrame, runs: Optional[dict] = None, level: float = 0.9
         else:
             fid = seed_mean_ci(g["fid"].tolist(), g["fid_std"].tolist())
         inf = seed_mean_ci(g["fid_inf"].tolist(), fid_inf_std(g).tolist())
+        # a FID is >= 0: a symmetric interval of a mean over few seeds is cut at 0 rather than printed below it
+        fid = Estimate(fid.mean, max(0.0, fid.low), fid.high, fid.n, fid.rule + "; truncated at 0")
+        inf = Estimate(inf.mean, max(0.0, inf.low), inf.high, inf.n, inf.rule + "; truncated at 0")
         sd = lambda c: float(g[c].std(ddof=1)) if len(g) > 1 else math.nan
         out.append({"kind": kind, "round": int(k), "main": bool(g["main"].iloc[0]), "seeds": len(g),
                     "seed_list": [int(s) for s in g["seed"]], "sparsity": float(g["sparsity"].mean()),

@@ -469,13 +469,17 @@ def sign_flip_p(diffs: Sequence[float]) -> float:
 
 def rank_schedules(schedules: Sequence[ScheduleFrontier], level: float = 0.95) -> pd.DataFrame:
     """One row per schedule, ranked by mean prunable sparsity of the sparsest non-inferior ticket
-    (descending), then mean MACs (ascending); each quantity with its t-interval over seeds. A schedule
+    (descending), then mean MACs (ascending); each quantity with its t-interval over seeds (cut to
+    [0, 1] for a sparsity, at 0 for a cost). A schedule
     with censored seeds has a mean that is a lower bound (`sparsity_lower_bound`)."""
     rows = []
     for s in schedules:
         row: dict[str, Any] = {"schedule": s.name, "seeds": len(s.seeds)}
         for col in ("sparsity", "global_sparsity", "macs", "storage"):
             mean, lo, hi, _ = t_interval(getattr(s, col), level)
+            # a sparsity lies in [0, 1], a cost is >= 0: a t-interval over few seeds is cut there
+            top = 1.0 if col.endswith("sparsity") else math.inf
+            lo, hi = (max(0.0, lo), min(top, hi)) if math.isfinite(lo) else (lo, hi)
             row.update({f"{col}_mean": mean, f"{col}_low": lo, f"{col}_high": hi})
         row["censored"] = int(sum(s.censored))
         row["sparsity_lower_bound"] = bool(any(s.censored))
@@ -578,7 +582,16 @@ def layerwise_verdict(schedules: Sequence[ScheduleFrontier], test: str = "layerw
             bits.append(f"{test} is censored at the last round in {only_a} of {n} seeds, so its frontier "
                         f"could be sparser still")
         else:
-            bits.append("the intervals include 0")
+            if n and np.all(d == 0):
+                bits.append("in every seed both schedules' sparsest non-inferior ticket is the same round (a tie at "
+                            "the resolution of the rounds: the crossings may still differ inside the bracket)")
+            else:
+                bits.append("the sparsity difference's interval includes 0")
+            if ok(rlo) and rlo > 0:
+                bits.append(f"{test} needs more MACs at its sparsest non-inferior ticket (×{math.exp(rm):.2f}, "
+                            f"interval above 1), so it is not cheaper either")
+            elif not cheaper:
+                bits.append("the MACs ratio's interval includes 1")
         outcome, reason = INCONCLUSIVE, "; ".join(bits)
     ratio = (math.exp(rm), math.exp(rlo) if ok(rlo) else math.nan, math.exp(rhi) if ok(rhi) else math.nan)
     pct_pts = f"{100 * dm:+.1f} pp" if ok(dm) else "n/a"

@@ -672,3 +672,21 @@ def test_similarity_findings_follow_the_claims_interval():
     shifted = {k: dict(v, ci=[v["ci"][0] + 0.12, v["ci"][1] + 0.12]) for k, v in CLAIMS.items()}
     assert [r["verdict"] for r in similarity_findings({"claims": shifted}, "kappa")] == ["supported"] * 3
     assert similarity_findings(None, "kappa")[0]["verdict"] == "not measured"
+
+
+def test_mean_fid_intervals_are_cut_at_0_in_the_report_and_in_compare():
+    """A mean FID over 3 seeds with a large spread: a symmetric t-interval would go below 0."""
+    from pipeline.report.compare import experiment_curves
+    from pipeline.report.tables import seed_stats
+
+    df = pd.DataFrame({"kind": "ticket", "round": 5, "main": True, "seed": [1, 2, 3], "fid": [30.0, 60.0, 200.0],
+                       "fid_std": 2.0, "fid_inf": [29.0, 59.0, 199.0], "fid_inf_low": [27.0, 57.0, 197.0],
+                       "fid_inf_high": [31.0, 61.0, 201.0], "sparsity": 0.99, "remaining_pct": 1.0, "kid_mean": 0.1,
+                       "kid_std": 0.01, "heldout_loss": 0.05, "macs": 1e5, "storage_bytes": 1e5,
+                       "params_kept": 1e3, "params_total": 1e5, "feature_extractor": "classifier",
+                       "extractor_sha256": "ab" * 32})
+    stats = seed_stats(df).iloc[0]
+    assert stats["fid_low"] == 0.0 and stats["fid_inf_low"] == 0.0 and "truncated at 0" in stats["fid_rule"]
+    assert stats["fid_high"] > 200.0
+    curves = experiment_curves(df.assign(experiment="main"))
+    assert curves["fid_low"].iloc[0] == 0.0 and curves["fid_high"].iloc[0] > 200.0

@@ -252,3 +252,24 @@ def test_t_interval_and_sign_flip():
     assert math.isnan(t_interval([1.0])[1])
     assert sign_flip_p([1.0, 1.0, 1.0, 1.0]) == pytest.approx(2 / 16)
     assert sign_flip_p([1.0, -1.0]) == pytest.approx(1.0)
+
+
+def test_a_tie_at_the_rounds_resolution_and_a_costlier_layerwise_say_so():
+    """Same round in every seed (d = 0 exactly) and layerwise needing more MACs: inconclusive under the
+    rule, with a reason that names both instead of 'the intervals include 0'."""
+    v = layerwise_verdict([sched("layerwise", [0.84] * 3, [1.9e6, 1.9e6, 1.9e6]),
+                           sched("uniform", [0.84] * 3, [1.0e6, 1.0e6, 1.0e6])])
+    assert v.outcome == "inconclusive at this scale"
+    assert "same round" in v.reason and "needs more MACs" in v.reason and "×1.90" in v.reason
+    v = layerwise_verdict([sched("layerwise", [0.84, 0.936, 0.84], [1.0e6, 0.9e6, 1.1e6]),
+                           sched("uniform", [0.84, 0.84, 0.936], [1.0e6, 1.0e6, 0.8e6])])
+    assert "interval includes 0" in v.reason and "ratio's interval includes 1" in v.reason
+
+
+def test_ranked_intervals_stay_inside_what_the_quantity_can_be():
+    ranked = rank_schedules([sched("lamp", [0.84, 0.936, 0.936], [1.0e6, 0.2e6, 0.2e6])])
+    row = ranked.iloc[0]
+    assert row["sparsity_high"] <= 1.0 and row["global_sparsity_high"] <= 1.0
+    assert row["macs_low"] >= 0.0 and row["sparsity_low"] >= 0.0
+    raw_high = float(np.mean([0.84, 0.936, 0.936]) + 4.303 * np.std([0.84, 0.936, 0.936], ddof=1) / np.sqrt(3))
+    assert raw_high > 1.0, "the uncut t-interval would pass 100 %"
