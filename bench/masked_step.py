@@ -19,6 +19,7 @@ from pipeline.core.config import DiffusionConfig, ModelConfig, TrainConfig
 from pipeline.ddpm.diffusion import Diffusion
 from pipeline.sparsity.masks import Mask
 from pipeline.sparsity.pruning import prune_round
+from pipeline.runtime.device import cpu_threads
 from pipeline.train.loop import train
 from pipeline.runtime.device import pick_device
 from pipeline.ddpm.unet import build_unet
@@ -63,7 +64,7 @@ def main() -> None:
     device = pick_device()
     params = load_params()
     if device.type == "cpu":
-        torch.set_num_threads(params.train.threads)
+        torch.set_num_threads(cpu_threads())
     paper = ModelConfig(dim=64, dim_mults=(1, 2, 4, 8), num_res_blocks=2, attn_resolutions=(16, 8), norm_groups=32)
     cases = [
         ("default (params.yaml)", params.model, params.data.channels, params.data.image_size, params.train.batch_size),

@@ -20,6 +20,7 @@ from pipeline.app.params import load_params
 from pipeline.core.config import ModelConfig  # noqa: E402
 from pipeline.ddpm.diffusion import Diffusion, sample_images  # noqa: E402
 from pipeline.ddpm.unet import build_unet  # noqa: E402
+from pipeline.runtime.device import cpu_threads  # noqa: E402
 
 PAPER = ModelConfig(dim=64, dim_mults=(1, 2, 4, 8), num_res_blocks=2, attn_resolutions=(16, 8), norm_groups=32)
 
@@ -33,7 +34,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--paper-images", type=int, default=500 if cuda else 16)
     ap.add_argument("--paper-steps", type=int, default=50 if cuda else 10)
     ap.add_argument("--batch-size", type=int, default=500 if cuda else 64)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: params train.threads)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: LTH_THREADS, else every core)")
     ap.add_argument("--skip-paper", action="store_true", help="only the default U-Net")
     return ap.parse_args()
 
@@ -61,7 +62,7 @@ def main() -> None:
     params = load_params(args.params)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
-        torch.set_num_threads(args.threads or params.train.threads)
+        torch.set_num_threads(args.threads or cpu_threads())
     diffusion = Diffusion(params.diffusion, device)
     default_shape = (params.data.channels, params.data.image_size, params.data.image_size)
     rows = [bench("default", params.model, default_shape, diffusion, args.default_images, args.default_steps,

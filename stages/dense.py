@@ -19,7 +19,7 @@ from pipeline.train.recipe import digest, training_fingerprint, write_training_o
 
 
 def run_dense(params: Params, seed: int) -> None:
-    configure_threads(params.train.threads)
+    configure_threads()
     device = pick_device()
     model = tickets.new_model(params).to(device)
     theta0 = paths.init_dir() / "theta0.pt"  # model.theta0 = per_seed: the seed's own draw (its fingerprint: model.*)

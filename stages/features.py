@@ -16,6 +16,7 @@ from pipeline.core.io import save_json, save_torch
 from pipeline.ddpm.data import load_uint8
 from pipeline.evaluate.features import classifier_state, train_classifier
 from pipeline.evaluate.pinned import find_pin, install, sha256_file
+from pipeline.runtime.device import cpu_threads
 
 
 def run_features(params: Params) -> None:
@@ -33,7 +34,7 @@ def run_features(params: Params) -> None:
         return
     reason = ("features.source = train" if params.features.source == "train" else
               "no pinned classifier matches these data and features params")
-    torch.set_num_threads(params.train.threads)  # a small CNN: CPU is enough, even next to a GPU
+    torch.set_num_threads(cpu_threads())  # a small CNN: CPU is enough, even next to a GPU
     images, labels = load_uint8(params.data)
     result = train_classifier(images, labels, params.features)
     save_torch(classifier_state(result.net), paths.classifier_path())

@@ -22,7 +22,7 @@ from pipeline.runtime.device import configure_threads
 
 
 def run_reference(params: Params) -> None:
-    configure_threads(params.train.threads)
+    configure_threads()
     extractor = make_extractor(params, paths.classifier_path())
     images, _ = load_uint8(params.data)
     start = time.perf_counter()

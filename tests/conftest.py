@@ -7,14 +7,14 @@ import torch
 from pipeline.app.params import parse_params
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("LTH_THREADS", "1")  # stages and tiny DVC projects: one thread, byte-comparable runs
 torch.set_num_threads(1)
 
 TINY = {
     "data": {"dataset": "mnist5k", "image_size": 8, "channels": 1},
     "model": {"dim": 8, "dim_mults": [1, 2], "attn_resolutions": [4], "norm_groups": 4, "num_res_blocks": 1},
     "diffusion": {"timesteps": 100},
-    "train": {"steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 2, "log_every": 2,
-              "threads": 1},
+    "train": {"steps": 6, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 2, "log_every": 2},
     "rewind": {"mode": "checkpoint", "step": 2},
     "sparsity": {"schedule": "uniform", "rate": 0.5, "exclude": ["init_conv.*", "final_conv.*"]},
     "imp": {"seeds": [1, 2], "rounds": [{"k": 1, "prev": 0}, {"k": 2, "prev": 1}]},

@@ -98,7 +98,6 @@ class TrainConfig(Section):
     ema_decay: float = Field(0.995, ge=0.0, lt=1.0)
     checkpoint_every: int = Field(250, ge=1)
     log_every: int = Field(25, ge=1)
-    threads: int = Field(2, ge=1)
 
 
     @field_validator("convergence_checks")
@@ -329,6 +328,11 @@ class Params(Section):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# keys that left params.yaml, and where their job went
+MOVED = {"train.threads": "CPU threads are a runtime choice that enters no stage hash; set LTH_THREADS "
+                          "(`lth-diffusion repro -j N` splits the cores between its workers)"}
+
+
 class _CrossError(ValueError):
     def __init__(self, key: str, value: Any, allowed: str):
         super().__init__(f"{key}={value!r}: {allowed}")
@@ -343,6 +347,8 @@ def _one_line(err: ValidationError, raw: dict[str, Any]) -> str:
         return f"params.yaml: {ctx_err.key} = {ctx_err.value!r} is invalid: {ctx_err.allowed}"
     value = first.get("input")
     msg = first["msg"]
+    if first["type"] == "extra_forbidden" and loc in MOVED:
+        return f"params.yaml: '{loc}' is no longer a param: {MOVED[loc]}"
     if first["type"] == "extra_forbidden":
         section = first["loc"][0] if len(first["loc"]) > 1 else None
         known = list((Params.model_fields[section].annotation.model_fields if section else Params.model_fields))

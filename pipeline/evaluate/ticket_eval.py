@@ -55,7 +55,7 @@ def evaluate_net(params: Params, seed: int, k: int, control: str | None = None) 
     `control` (reinit | random) when given. Reads no imp.* param (a missing net is reported below),
     so adding IMP rounds leaves the existing evals alone."""
     start = time.perf_counter()
-    configure_threads(params.train.threads)
+    configure_threads()
     device = pick_device()
     ticket = (paths.control_train_dir(control, seed, k) if control else paths.train_dir(seed, k)) / "model.pt"
     if not ticket.exists():

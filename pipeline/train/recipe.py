@@ -45,7 +45,7 @@ def train_masked(params: Params, seed: int, mask_path: Path, weights_path: Path,
     from `start_step`, by default params.start_step(), to train.steps) and save it under `out` in
     save_ticket's format."""
     start_step = params.start_step() if start_step is None else start_step
-    configure_threads(params.train.threads)
+    configure_threads()
     device = pick_device()
     mask = Mask.from_state_dict(load_torch(mask_path)).to(device)
     model = tickets.new_model(params).to(device)

@@ -134,4 +134,4 @@ def test_every_param_a_stage_reads_is_declared_for_it(tmp_path, monkeypatch):
     undeclared = {stage: sorted(k for k in keys if not covered(k, declared[stage])) for stage, keys in reads.items()}
     undeclared = {stage: keys for stage, keys in undeclared.items() if keys}
     assert not undeclared, f"params read but not declared in dvc.yaml: {undeclared}"
-    assert "train.threads" in reads["features"] and "imp.rounds" not in str(reads["eval"]), "the recorder works"
+    assert "features.steps" in reads["features"] and "imp.rounds" not in str(reads["eval"]), "the recorder works"

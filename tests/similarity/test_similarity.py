@@ -439,7 +439,7 @@ TINY = {
     "data": {"dataset": "mnist5k", "image_size": 8},
     "model": {"dim": 8, "dim_mults": [1, 2], "attn_resolutions": [], "norm_groups": 4},
     "train": {"steps": 4, "checkpoint_every": 2, "log_every": 2,
-              "batch_size": 8, "warmup_steps": 1, "threads": 1},
+              "batch_size": 8, "warmup_steps": 1},
     "rewind": {"step": 2},
     "sparsity": {"exclude": ["init_conv.*", "final_conv.*"]},
     "imp": {"seeds": [1, 2, 3], "rounds": [{"k": 1, "prev": 0}]},
