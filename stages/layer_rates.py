@@ -23,11 +23,13 @@ from pipeline.similarity.plots import plot_rates
 from pipeline.sparsity import tickets
 from pipeline.sparsity.masks import Mask
 from pipeline.sparsity.pruning import prune_round
+from pipeline.sparsity.rules import check_layerwise_cap, prunable_counts
 
 
 def run_layer_rates(params: Params) -> None:
     """Per-layer weights of the layerwise schedule from the agreement of the two seeds' one-shot
     uniform magnitude masks of their dense nets, at `similarity.oneshot_sparsity`."""
+    check_layerwise_cap(params, prunable_counts(params), rounds=1)  # the one round previewed here
     seeds = seed_pair(params)
     target = params.similarity.oneshot_sparsity
     masks = {}

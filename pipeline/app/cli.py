@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
-from pipeline.core.errors import ArtifactError
-from pipeline.app.params import load_params
 from pipeline.core.config import ConfigError
+from pipeline.core.errors import ArtifactError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Lottery-ticket winning tickets in diffusion U-Nets, as a DVC pipeline (run it with `dvc repro`).")
@@ -47,6 +47,8 @@ def detached_head_warning(cwd: Path) -> str | None:
 @app.command()
 def check(params: Path = typer.Argument(Path("params.yaml"), help="params file to validate")) -> None:
     """Validate a params file and print what the study will do."""
+    from pipeline.app.params import load_params
+
     try:
         p = load_params(params)
     except ConfigError as err:
@@ -76,6 +78,35 @@ def check(params: Path = typer.Argument(Path("params.yaml"), help="params file t
     typer.echo(f"  controls  {kinds or 'none'}" + (f" for rounds {list(p.controls.rounds)} of every seed"
                                                    if kinds and p.controls.rounds else " (controls.rounds is empty)"
                                                    if kinds else ""))
+
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+@app.command()
+def repro(targets: Optional[List[str]] = typer.Argument(None, help="stages to bring up to date, with what they "
+                                                                   "depend on (default: all, as `dvc repro`)"),
+          jobs: str = typer.Option("auto", "--jobs", "-j", help="stages at once: a number, or auto (one per GPU, "
+                                                                   "else one per core, at most the DAG's width)"),
+          executor: str = typer.Option("local", help="local: worker processes here; slurm: one SLURM job per "
+                                                     "stage (submitit, params cluster:); submitit-local: "
+                                                     "submitit's local executor"),
+          threads: Optional[int] = typer.Option(None, min=1, help="CPU threads per stage (default: cores / jobs)"),
+          force: bool = typer.Option(False, "--force", "-f", help="run every stage, changed or not (dvc repro -f)"),
+          dry: bool = typer.Option(False, "--dry", help="print the plan and exit"),
+          root: Path = typer.Option(Path("."), help="the DVC workspace")) -> None:
+    """Run every stage that `dvc repro` would run, in DAG order, up to --jobs at a time, each through
+    `dvc repro -s` (so dvc.lock, the cache and early cutoff stay DVC's)."""
+    from pipeline.app import parallel
+
+    if executor not in EXECUTORS:
+        _fail(ValueError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}"))
+    try:
+        code = parallel.repro(root.resolve(), targets or [], jobs=jobs, executor=executor, threads=threads,
+                              force=force, dry=dry)
+    except (ConfigError, ValueError, RuntimeError) as err:
+        _fail(err)
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -1,8 +1,13 @@
 """Entry glue for stages/: load params, run, and turn bad input into one clear line (exit 2).
 
-Bad params (ConfigError) and unusable input artifacts (ArtifactError) exit 2; a training run whose
-loss or weights turn non-finite (NonFiniteError) exits 3; a full disk exits 1. None of them prints a
-traceback.
+Bad params (ConfigError), unusable input artifacts (ArtifactError) and runtime requests that cannot
+be met (LaunchError) exit 2; a training run whose loss or weights turn non-finite (NonFiniteError)
+exits 3; a full disk exits 1. None of them prints a traceback.
+
+The glue loads only the typed config: every stage pays for what it uses and no more (a report
+stage never imports torch through here), and a stage's code deps stay its own. The rules that need
+the U-Net's shapes run in the stages that prune (`pipeline.sparsity.rules.check_prunable`), in
+`lth-diffusion check` and before `lth-diffusion repro` starts anything.
 """
 from __future__ import annotations
 
@@ -10,10 +15,8 @@ import errno
 import sys
 from typing import Callable
 
-from pipeline.runtime import distributed
-from pipeline.core.errors import ArtifactError, NonFiniteError
-from pipeline.app.params import load_params
-from pipeline.core.config import ConfigError, Params
+from pipeline.core.config import ConfigError, Params, load_params
+from pipeline.core.errors import ArtifactError, LaunchError, NonFiniteError
 
 
 def _stage_module() -> str:
@@ -41,9 +44,12 @@ def run_stage(fn: Callable[..., None], *int_args: str, text: tuple[str, ...] = (
         values = [*argv[:len(text)], *(int(v) for v in argv[len(text):])]
     except ValueError:
         sys.exit(f"error: arguments {' '.join(int_args)} must be integers, got {' '.join(argv[len(text):])}")
+    distributed = None
     try:
         params: Params = load_params()  # validate before launching any rank
         if data_parallel:
+            from pipeline.runtime import distributed
+
             distributed.relaunch_if_requested(_stage_module(), argv)
             distributed.init_from_env()
             # torchrun shows rank 0's log only; @record hands any rank's traceback to its summary
@@ -51,7 +57,7 @@ def run_stage(fn: Callable[..., None], *int_args: str, text: tuple[str, ...] = (
 
             fn = record(fn)
         fn(params, *values)
-    except (ConfigError, ArtifactError, distributed.LaunchError) as err:
+    except (ConfigError, ArtifactError, LaunchError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except OSError as err:
@@ -69,4 +75,5 @@ def run_stage(fn: Callable[..., None], *int_args: str, text: tuple[str, ...] = (
         print(f"error: {context}: {err}", file=sys.stderr)
         sys.exit(3)
     finally:
-        distributed.shutdown()
+        if distributed is not None:
+            distributed.shutdown()

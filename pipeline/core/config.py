@@ -235,6 +235,19 @@ class ReportConfig(Section):
         return v
 
 
+class ClusterConfig(Section):
+    """What `lth-diffusion repro --executor slurm` asks SLURM for, per stage. No stage declares these
+    keys, so they enter no stage hash: moving a study to a cluster keeps its cache."""
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    time_min: int = Field(240, ge=1)          # wall-time limit of one stage's job
+    cpus_per_stage: int = Field(8, ge=1)      # also the stage's LTH_THREADS
+    gpus_per_stage: int = Field(1, ge=0)      # for the stages in gpu_stages (more than 1: data-parallel ranks)
+    mem_gb: int = Field(32, ge=1)
+    gpu_stages: tuple[str, ...] = ("dense", "retrain", "control", "reference", "eval_dense", "eval", "eval_control")
+    max_jobs: int = Field(32, ge=1)           # stages queued or running at once
+
+
 class Params(Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -248,6 +261,7 @@ class Params(Section):
     similarity: SimilarityConfig = SimilarityConfig()
     controls: ControlsConfig = ControlsConfig()
     report: ReportConfig = ReportConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
@@ -383,7 +397,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     params = parse_params(raw)

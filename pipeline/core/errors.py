@@ -18,6 +18,11 @@ class ConfigError(ValueError):
     """A params value that cannot be used; the message is one line meant for the user."""
 
 
+class LaunchError(ValueError):
+    """A runtime resource request (ranks, threads, devices) that cannot be met; one line naming the
+    environment variable."""
+
+
 class NonFiniteError(RuntimeError):
     """Training's loss or weights turned NaN/inf; str() names the step and the loss."""
 

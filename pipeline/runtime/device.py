@@ -15,6 +15,7 @@ import os
 
 import torch
 
+from pipeline.core.errors import LaunchError
 from pipeline.runtime import distributed
 
 ENV_THREADS = "LTH_THREADS"
@@ -36,9 +37,9 @@ def cpu_threads() -> int:
     try:
         threads = int(raw)
     except ValueError:
-        raise distributed.LaunchError(f"{ENV_THREADS}={raw!r}: expected a positive integer") from None
+        raise LaunchError(f"{ENV_THREADS}={raw!r}: expected a positive integer") from None
     if threads < 1:
-        raise distributed.LaunchError(f"{ENV_THREADS}={raw!r}: expected a positive integer")
+        raise LaunchError(f"{ENV_THREADS}={raw!r}: expected a positive integer")
     return threads
 
 

@@ -22,14 +22,13 @@ from typing import Mapping, Optional, Sequence
 import torch
 import torch.distributed as dist
 
+from pipeline.core.errors import LaunchError  # noqa: F401 (raised here, caught by the stage glue)
+
 ENV_NPROC = "LTH_NPROC_PER_NODE"
 ENV_NNODES = "LTH_NNODES"
 ENV_RDZV_ENDPOINT = "LTH_RDZV_ENDPOINT"
 ENV_RDZV_ID = "LTH_RDZV_ID"
 
-
-class LaunchError(ValueError):
-    """A rank request that cannot be met; the message is one line naming the variable."""
 
 
 # -- where this process stands -----------------------------------------------------------------------

@@ -144,8 +144,10 @@ def test_binary_params_file_gives_one_line(params_file):
 @FUZZ
 @given(case=edited())
 def test_stage_entry_rejects_in_process_with_one_line(case, capsys, monkeypatch):
-    """The same loader every stage runs first (stage_runner.run_stage), with compute replaced by a probe."""
+    """The loader every stage runs first (run_stage), with compute replaced by what a pruning stage
+    does first: the shape rules. Every bad case stops there with one line."""
     from pipeline.app.stage import run_stage
+    from pipeline.sparsity.rules import check_prunable
 
     raw, must_fail = case
     ran = []
@@ -154,11 +156,12 @@ def test_stage_entry_rejects_in_process_with_one_line(case, capsys, monkeypatch)
         monkeypatch.chdir(tmp)
         monkeypatch.setattr(sys, "argv", ["stages.init"])
 
-        def run_init(params):
+        def run_prune(params):
+            check_prunable(params)
             ran.append(params)
 
         with pytest.raises(SystemExit) if must_fail else _maybe_exit() as exit_info:
-            run_stage(run_init)
+            run_stage(run_prune)
     code = 0 if ran else exit_info.value.code
     assert_one_line_or_ok(code, capsys.readouterr().err, must_fail, raw)
     assert not (ran and must_fail)
@@ -181,8 +184,10 @@ def test_stage_process_rejects_with_one_line_and_writes_nothing(case):
     raw, _ = case
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
-        proc = subprocess.run([sys.executable, "-m", "stages.init"], cwd=tmp, capture_output=True, text=True,
+        # layer_rates: the core rules and the shape rules both run before it reads any artifact
+        proc = subprocess.run([sys.executable, "-m", "stages.layer_rates"], cwd=tmp, capture_output=True, text=True,
                               env={"PYTHONPATH": str(ROOT), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                                    "OMP_NUM_THREADS": "1"}, timeout=120)
         assert_one_line_or_ok(proc.returncode, proc.stderr, True, raw)
+        assert "params.yaml" in proc.stderr, "rejected for its params, not for a missing artifact"
         assert not (Path(tmp) / "artifacts").exists()
