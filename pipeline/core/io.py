@@ -8,11 +8,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.core.errors import ArtifactError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a torch file is read or written, not here: stages that handle only JSON
+# and figures (similarity's and report's readers) start without it
 
 
 _UMASK = os.umask(0)
@@ -37,6 +41,8 @@ def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
 def torch_bytes(obj: Any) -> bytes:
     """torch.save's bytes of `obj`. torch.save names the archive's root folder after the file it is
     given, so saving to a (random) temp name would put that name inside the file: save to memory."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
@@ -49,6 +55,8 @@ def save_torch(obj: Any, path: str | Path) -> Path:
 
 def _first_non_finite(obj: Any, where: str = "") -> str | None:
     """Key path of the first floating tensor in `obj` holding a NaN or infinity (None: all finite)."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         bad = obj.is_floating_point() and obj.numel() > 0 and not bool(torch.isfinite(obj).all())
         return (where or "tensor") if bad else None
@@ -60,8 +68,10 @@ def _first_non_finite(obj: Any, where: str = "") -> str | None:
     return None
 
 
-def load_torch(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+def load_torch(path: str | Path, map_location: "str | torch.device" = "cpu") -> Any:
     """A torch file's content; a missing, truncated, corrupt or NaN-holding file raises ArtifactError."""
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise ArtifactError(path, "missing")
