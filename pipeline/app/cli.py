@@ -65,7 +65,12 @@ def check(params: Path = typer.Argument(Path("params.yaml"), help="params file t
     warning = detached_head_warning(params.resolve().parent)
     if warning:
         typer.echo(warning, err=True)
-    typer.echo(f"{params}: ok")
+    from pipeline.ddpm.data import missing_data
+
+    problem = missing_data(p.data)
+    if problem:
+        _fail(ValueError(f"{params}: {problem}"))
+    typer.echo(f"{params}: ok ({stage_count(p)} DVC stages)")
     typer.echo(f"  data      {p.data.dataset} at {p.data.image_size}x{p.data.image_size}x{p.data.channels}")
     typer.echo(f"  model     {n:,} parameters, {mask.total():,} prunable in {len(mask)} tensors")
     typer.echo(f"  imp       seeds {list(p.imp.seeds)}, {len(p.imp.rounds)} rounds of {p.sparsity.rate:.0%} "
@@ -78,6 +83,15 @@ def check(params: Path = typer.Argument(Path("params.yaml"), help="params file t
     typer.echo(f"  controls  {kinds or 'none'}" + (f" for rounds {list(p.controls.rounds)} of every seed"
                                                    if kinds and p.controls.rounds else " (controls.rounds is empty)"
                                                    if kinds else ""))
+
+
+def stage_count(p) -> int:
+    """The stages dvc.yaml expands to under these params."""
+    seeds, rounds = len(p.imp.seeds), len(p.imp.rounds)
+    controls = len(p.controls.kinds) * seeds * len(p.controls.rounds)
+    # init, features, reference, layer_rates, similarity, report; per seed dense, eval_dense;
+    # per seed and round prune, rewind, retrain, eval; per control its training and its eval
+    return 6 + 2 * seeds + 4 * seeds * rounds + 2 * controls
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -126,6 +140,38 @@ def deps(write: bool = typer.Option(False, help="rewrite dvc.yaml's code deps to
         typer.echo("run `lth-diffusion deps --write` to fix dvc.yaml", err=True)
         raise typer.Exit(1)
     typer.echo("dvc.yaml: every stage's code deps are its import closure")
+
+
+@app.command()
+def readme(write: bool = typer.Option(False, help="rewrite the README's results block"),
+           root: Path = typer.Option(Path("."), help="repository root")) -> None:
+    """Check (or --write) the README's results snapshot against params.yaml, reports/ and bench/results/."""
+    from pipeline.core.config import load_params
+    from pipeline.report import snapshot
+    from pipeline.sparsity.rules import meta_unet
+
+    try:
+        p = load_params(root / "params.yaml")
+    except ConfigError as err:
+        _fail(err)
+    n = sum(t.numel() for t in meta_unet(p.model, p.data.channels, p.data.image_size).parameters())
+    path = root / "README.md"
+    text = path.read_text()
+    block = snapshot.snapshot(root, n)
+    try:
+        new = snapshot.rewrite(text, block)
+    except ValueError as err:
+        _fail(err)
+    if new == text:
+        typer.echo("README.md: the results block matches params.yaml, reports/ and bench/results/")
+        return
+    if write:
+        path.write_text(new)
+        typer.echo("README.md: results block rewritten")
+        return
+    typer.echo("README.md: the results block disagrees with params.yaml, reports/ or bench/results/; "
+               "run `lth-diffusion readme --write`", err=True)
+    raise typer.Exit(1)
 
 
 @report_app.command("compare")

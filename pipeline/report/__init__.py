@@ -10,4 +10,5 @@
 - build.py:    writes everything (`build_report`)
 - exp_show.py: `dvc exp show --json` read into tables
 - compare.py:  `lth-diffusion report compare`: every experiment side by side, the layerwise verdict
+- snapshot.py: the README's results block, generated from params.yaml, reports/ and bench/results/
 """

@@ -14,6 +14,8 @@ import yaml
 
 from conftest import TINY, merge
 from dvc_project import DvcProject
+from pipeline.app.cli import stage_count
+from pipeline.app.params import parse_params
 
 # one IMP round keeps the study small; it still has every kind of stage
 STUDY = merge(TINY, {"imp": {"rounds": [{"k": 1, "prev": 0}]}})
@@ -48,6 +50,7 @@ def test_parallel_run_equals_dvc_repro_byte_for_byte(serial, tmp_path):
     out = runner(project, "-j", "2")
     assert out.returncode == 0, out.stderr
     assert "2 workers × 1 thread" in out.stderr
+    assert f"{stage_count(parse_params(STUDY))} stages to run (0 up to date)" in out.stderr
     assert lock(project) == lock(serial)
     assert outputs(project) == outputs(serial)
     assert len(outputs(project)) > 40

@@ -1,0 +1,82 @@
+"""The README: short, its two commands first, its results generated from the committed reports, its
+links alive (docs/ too)."""
+import re
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from pipeline.app.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ("README.md", "params.yaml", "reports/metrics.json", "reports/replicates/metrics.json",
+           "reports/compare/compare_findings.json", "bench/results/parallel_study.json")
+
+
+def test_readme_is_short_and_opens_with_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1).strip().splitlines()
+    assert len(block) == 2
+    assert block[0].endswith("lth-diffusion repro -j auto") and "pip install torch==2.14.1" in block[0]
+    assert block[1] == ". .venv/bin/activate && pytest"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ". .venv/bin/activate && pytest" in ci, "CI runs the README's test command"
+
+
+def test_results_block_matches_the_committed_reports():
+    result = CliRunner().invoke(app, ["readme", "--root", str(ROOT)])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_changed_number_fails_the_check(tmp_path):
+    for name in SOURCES:
+        if not (ROOT / name).exists():
+            continue
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    assert CliRunner().invoke(app, ["readme", "--root", str(tmp_path)]).exit_code == 0
+    readme = tmp_path / "README.md"
+    text = readme.read_text()
+    broken = text.replace("Dense FID 17.20", "Dense FID 17.21")
+    assert broken != text
+    readme.write_text(broken)
+    result = CliRunner().invoke(app, ["readme", "--root", str(tmp_path)])
+    assert result.exit_code == 1 and "disagrees" in result.output
+    readme.write_text(text)
+    params = tmp_path / "params.yaml"
+    params.write_text(params.read_text().replace("seeds: [1, 2, 3]", "seeds: [1, 2, 3, 4]"))
+    assert CliRunner().invoke(app, ["readme", "--root", str(tmp_path)]).exit_code == 1, "params are quoted too"
+
+
+def test_every_relative_link_exists():
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = (doc.parent / target.split("#")[0]).resolve()
+            assert path.exists(), f"{doc.name} links to {target}, which does not exist"
+
+
+def test_check_names_missing_dataset_files_and_counts_stages(tmp_path):
+    import yaml
+
+    from conftest import TINY, merge
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(merge(TINY, {"data": {"dataset": "cifar10", "channels": 3,
+                                                           "root": str(tmp_path / "nothing")}})))
+    result = CliRunner().invoke(app, ["check", str(params)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "holds no CIFAR10 files" in lines[0] and "data.download: true" in lines[0]
+    params.write_text(yaml.safe_dump(TINY))
+    ok = CliRunner().invoke(app, ["check", str(params)])
+    assert ok.exit_code == 0 and "ok (26 DVC stages)" in ok.stdout, ok.stdout  # 6 + 2·2 + 4·2·2
+
+
+def test_yaml_errors_keep_their_line_and_column(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  dataset: mnist5k\n  image_size: [12\n")
+    result = CliRunner().invoke(app, ["check", str(params)])
+    assert result.exit_code == 2 and "not valid YAML at line " in result.stderr and "column" in result.stderr
