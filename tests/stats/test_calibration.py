@@ -15,7 +15,7 @@ import torch
 
 from pipeline.evaluate.intervals import Reference, fid_uncertainty, frechet_distances, split_halves
 from pipeline.stats.paired import paired, paired_items_over_seeds
-from pipeline.report.verdicts import paired_difference_ci
+from pipeline.report.fid_intervals import seed_mean_ci
 
 TRIALS = 400
 LEVEL = 0.95
@@ -107,8 +107,9 @@ def test_paired_fid_difference_covers_and_the_old_formulas_do_not(fid_world, see
     new = [paired(fa[t], fb[t], ea[t], eb[t], kind="split", level=LEVEL).ci for t in range(TRIALS)]
     boot = [paired(fa[t], fb[t], ba[t], bb[t], kind="bootstrap", level=LEVEL).ci for t in range(TRIALS)]
     plain = [paired(fa[t], fb[t], level=LEVEL).ci for t in range(TRIALS)]
-    old = [paired_difference_ci(fa[t].tolist(), ba[t].std(1, ddof=1).tolist(), fb[t].tolist(),
-                                bb[t].std(1, ddof=1).tolist(), LEVEL).ci for t in range(TRIALS)]
+    # the superseded formula: per-seed differences with each run's own bootstrap SD, sqrt(b_a² + b_b²)
+    old = [seed_mean_ci((fa[t] - fb[t]).tolist(), np.hypot(ba[t].std(1, ddof=1), bb[t].std(1, ddof=1)).tolist(),
+                        LEVEL).ci for t in range(TRIALS)]
     cov_new, cov_boot, cov_plain, cov_old = (coverage(x, truth) for x in (new, boot, plain, old))
     print(f"ΔFID, {seeds} seeds: coverage split {cov_new:.3f}, joint bootstrap {cov_boot:.3f}, plain t {cov_plain:.3f}, "
           f"old seed_mean_ci {cov_old:.3f}")  # shown with pytest -rP
