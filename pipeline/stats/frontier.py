@@ -6,9 +6,9 @@ Inputs are intervals, not runs: for each sparse round k = 1..K (increasing spars
 dense reference) the caller gives Δ = FID(ticket) − FID(dense) with the upper end of its interval at
 the configured level (how that interval is made is the caller's business, e.g. pipeline/stats/paired.py).
 
-Rule (docs: statistics rules; issue 17; decided by pipeline.stats.verdicts):
+Rule (issue 17; the tests themselves are pipeline.stats.verdicts's `within_margin` and `fixed_sequence`):
 - Margin, set in advance and relative to dense: margin = fraction × FID(dense) (`relative_margin`).
-- A round passes non-inferiority when its interval's upper end < margin (`verdicts.within_margin`). A round without a finite
+- A round passes non-inferiority when its interval's upper end < margin. A round without a finite
   upper end fails: it cannot show non-inferiority.
 - Fixed sequence: rounds are tested in increasing sparsity and testing stops at the first failure.
   The sparsest non-inferior ticket is the last round before that failure. A round that passes after
