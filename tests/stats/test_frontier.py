@@ -129,7 +129,7 @@ def test_a_baseline_that_has_not_converged_qualifies_every_sentence(uppers):
     t = margins_table(rounds(uppers), 15.0, baseline_converged=False)
     assert t["provisional"].all()
     sf = frontier_over_seeds({1: rounds(uppers)}, rounds(uppers), 0.1, {1: 15.0}, baseline_converged=False)
-    assert sT.frontier_sentence(f).startswith(PROVISIONAL) and sT.frontier_sentence(f).count(PROVISIONAL) == 1
+    assert T.seeds_frontier_sentence(sf).startswith(PROVISIONAL) and T.seeds_frontier_sentence(sf).count(PROVISIONAL) == 1
     assert all(f.provisional and T.frontier_sentence(f).startswith(PROVISIONAL) for _, f in sf.per_seed)
     assert sf.over_seeds.provisional
 
@@ -145,7 +145,7 @@ def test_over_seeds_applies_the_rule_per_seed_and_to_the_mean():
     assert sf.sparsity_min == 0.0
     assert sf.sparsity_median == pytest.approx(SPARSITY[1])
     assert sf.sparsity_max == pytest.approx(SPARSITY[3])
-    assert "1 of 3 censored" in sT.frontier_sentence(f) and "not bracketed" in sT.frontier_sentence(f)
+    assert "1 of 3 censored" in T.seeds_frontier_sentence(sf) and "not bracketed" in T.seeds_frontier_sentence(sf)
 
 
 def test_each_seed_gets_its_own_relative_margin():
