@@ -168,8 +168,9 @@ def test_heldout_loss_difference_paired_per_item_covers(seeds):
     loss_b = difficulty + u[1] + h_b + rng.normal(0, 0.01, (TRIALS, seeds, m))
     new = [paired_items_over_seeds(loss_a[t], loss_b[t], level=LEVEL).ci for t in range(TRIALS)]
     se = lambda x: (x.std(1, ddof=1) / np.sqrt(m)).tolist()
-    old = [paired_difference_ci(loss_a[t].mean(1).tolist(), se(loss_a[t]), loss_b[t].mean(1).tolist(),
-                                se(loss_b[t]), LEVEL).ci for t in range(TRIALS)]
+    # the superseded formula: per-seed differences, each run's own SE added as if independent
+    old = [seed_mean_ci((loss_a[t].mean(1) - loss_b[t].mean(1)).tolist(),
+                        np.hypot(se(loss_a[t]), se(loss_b[t])).tolist(), LEVEL).ci for t in range(TRIALS)]
     # one seed measures no seed variation: its interval is for that seed's own difference
     truth = beta + (u[0] - u[1])[:, 0, 0] if seeds == 1 else beta
     cov_new, cov_old = coverage(new, truth), coverage(old, truth)
