@@ -1,5 +1,5 @@
 """lth-diffusion's library. Subpackages by concern, in layer order: each imports only from the
-ones before it (checked by tests/test_layers.py), and stages/ sits above them all.
+ones before it (checked by tests/app/test_layers.py), and stages/ sits above them all.
 
 - core/:       config (typed params), errors, io (atomic, byte-stable writes), paths (where artifacts live)
 - stats/:      inference behind every interval, test and verdict (pure numpy/scipy)
@@ -9,6 +9,12 @@ ones before it (checked by tests/test_layers.py), and stages/ sits above them al
 - train/:      the training loop, the study's training recipe
 - evaluate/:   FID/KID, intervals, feature extractors, reference statistics, cost, images, a net's evaluation
 - similarity/: per-layer agreement of tickets, claims with intervals, figures
-- report/:     the per-run report, verdicts, the across-experiments comparison
+- report/:     the per-run report, its text, the across-experiments comparison
 - app/:        the command line, stage entry glue, params with every rule, code deps of the stages
+
+Where is it?
+- a verdict decided:        stats/verdicts.py
+- a FID interval computed:  report/fid_intervals.py (over seeds; one run's own: evaluate/intervals.py)
+- an artifact path defined: core/paths.py
+- a sentence of the report: report/text.py
 """

@@ -22,7 +22,9 @@ from pipeline.core.io import load_torch, save_figure, save_json, save_text
 from pipeline.similarity.agreement import (agreement, all_seed_pairs, block_rank, block_resolutions,
                                            compare_tickets, fan_in, forward_layer_order, layer_type,
                                            magnitude_mask, pair_label, raw_weights)
-from pipeline.similarity.claims import magnitude_chain, summarize
+from pipeline.report.text import similarity_finding
+from pipeline.similarity.claims import magnitude_chain
+from pipeline.similarity.summary import POPULATION_PER_SEED, summarize
 from pipeline.similarity.plots import plot_claims, plot_depth, plot_heatmap
 from pipeline.sparsity import tickets
 from pipeline.sparsity.masks import Mask
@@ -99,6 +101,7 @@ def run_similarity(params: Params) -> None:
     summary = summarize(df, metric, sizes, seeds=seeds, fan_in=fan_ins, resolutions=resolutions,
                         baseline=baseline, start_pair=start_pair, baseline_source=source,
                         resamples=params.similarity.resamples, layer_types=types, theta0=params.model.theta0)
+    summary["finding"] = similarity_finding(summary, POPULATION_PER_SEED)  # the words live in the report's text
     if baseline is not None:
         kappa = df[df["metric"] == "kappa"].pivot_table(index=["round", "layer"], columns="pair", values="value")
         chains = []

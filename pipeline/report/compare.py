@@ -7,8 +7,6 @@ with different feature extractors are never put on one plot or into one verdict.
 """
 from __future__ import annotations
 
-import math
-
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,7 +20,9 @@ from pipeline.core.config import ConfigError  # noqa: E402
 from pipeline.report.exp_show import (CONTROL_METRICS, EVAL_METRICS, ROUND_COLUMNS, UNHASHED, exp_show_json,  # noqa: E402,F401
                        parse_exp_show)
 from pipeline.core.io import save_figure, save_json, save_text  # noqa: E402
-from pipeline.stats.frontier import ScheduleFrontier, layerwise_verdict, rank_schedules, t_interval  # noqa: E402
+from pipeline.report import text  # noqa: E402
+from pipeline.stats.ranking import ScheduleFrontier, layerwise_verdict, rank_schedules  # noqa: E402
+from pipeline.stats.tdist import cut, t_interval  # noqa: E402
 
 NOT_MEASURED = "not measured"
 
@@ -69,11 +69,12 @@ def experiment_curves(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (name, k), g in main_rows(rows).groupby(["experiment", "round"], sort=False):
         _, low, high, _ = t_interval(g["fid"].tolist())
+        low, high = cut(low, high)
         sd = float(g["fid"].std(ddof=1)) if len(g) > 1 else float("nan")
         out.append({"experiment": name, "round": int(k), "seeds": int(g["seed"].nunique()),
                     **{c: float(g[c].mean()) for c in ("sparsity", "remaining_pct", "fid", "fid_inf", "kid_mean",
                                                        "macs", "storage_bytes")},
-                    "fid_sd": sd, "fid_low": max(0.0, low) if math.isfinite(low) else low, "fid_high": high})
+                    "fid_sd": sd, "fid_low": low, "fid_high": high})
     cols = ["experiment", "round", "seeds", "sparsity", "remaining_pct", "fid", "fid_inf", "kid_mean", "macs",
             "storage_bytes",
             "fid_sd", "fid_low", "fid_high"]
@@ -147,7 +148,7 @@ CLAIM = "layerwise finds sparser or cheaper tickets at non-inferior FID (vs unif
 def layerwise_findings(rows: pd.DataFrame, exps: pd.DataFrame) -> list[dict[str, Any]]:
     """One verdict row per layerwise experiment against a uniform experiment of the same rewind mode
     (else any uniform one), decided on the frontier: each schedule's sparsest non-inferior ticket
-    per seed (pipeline.stats.frontier.layerwise_verdict; rule LAYERWISE_FRONTIER_RULE)."""
+    per seed (pipeline.stats.ranking.layerwise_verdict; rule text.LAYERWISE_FRONTIER_RULE)."""
     uniform = exps[exps["schedule"] == "uniform"]
     out = []
     for _, lw in exps[exps["schedule"] == "layerwise"].iterrows():
@@ -166,11 +167,11 @@ def layerwise_findings(rows: pd.DataFrame, exps: pd.DataFrame) -> list[dict[str,
                         "test": "a run's reports/metrics.json has no frontier (re-run its report stage)"})
             continue
         v = layerwise_verdict([a, b], test=a.name, reference=b.name)
-        out.append({**row, "uniform": u["experiment"], "verdict": v.verdict, "effect": v.sparsity_diff,
+        out.append({**row, "uniform": u["experiment"], "verdict": text.layerwise_verdict_text(v), "effect": v.sparsity_diff,
                     "ci": [v.sparsity_diff_low, v.sparsity_diff_high], "macs_ratio": v.macs_ratio,
                     "macs_ratio_ci": [v.macs_ratio_low, v.macs_ratio_high], "exact_p": v.sparsity_sign_flip_p,
-                    "n_paired": v.n_paired, "reason": v.reason, "sentence": v.sentence,
-                    "test": v.rule + ("" if u["rewind"] == lw["rewind"] else
+                    "n_paired": v.n_paired, "reason": text.layerwise_reason(v), "sentence": text.layerwise_sentence(v),
+                    "test": text.LAYERWISE_FRONTIER_RULE + ("" if u["rewind"] == lw["rewind"] else
                                       f" (no uniform run with rewind {lw['rewind']}: compared with rewind {u['rewind']})")})
     return out
 

@@ -15,12 +15,15 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from pipeline.core import paths
 from pipeline.core.config import ConfigError
 
+# where a run's metrics file sits in the repository, anywhere in a path DVC names
+_UNDER_ROOT, _METRICS = r"(?:^|/)" + re.escape(paths.ROOT.name) + "/", r"/metrics\.json$"
 # artifacts/eval/s{seed}/r{k}/metrics.json: the main run's per-round metrics
-EVAL_METRICS = re.compile(r"(?:^|/)artifacts/eval/s(\d+)/r(\d+)/metrics\.json$")
+EVAL_METRICS = re.compile(_UNDER_ROOT + paths.pattern("eval", _METRICS))
 # artifacts/eval/controls/{kind}/s{seed}/r{k}/metrics.json: controls beside the chain, never a main round
-CONTROL_METRICS = re.compile(r"(?:^|/)artifacts/eval/controls/([^/]+)/s(\d+)/r(\d+)/metrics\.json$")
+CONTROL_METRICS = re.compile(_UNDER_ROOT + paths.pattern("control_eval", _METRICS))
 ROUND_COLUMNS = ["experiment", "rev", "schedule", "rewind", "kind", "seed", "round", "sparsity", "remaining_pct",
                  "fid", "fid_std", "fid_ci_low", "fid_ci_high", "fid_inf", "kid_mean", "macs", "storage_bytes",
                  "feature_extractor", "extractor_sha256", "num_samples"]

@@ -1,5 +1,6 @@
 """The findings table: one row per claim of the paper, each with effect, interval, test and verdict,
-all computed here from the metrics files and the similarity summary (verdict rules: pipeline.report.verdicts)."""
+all computed here from the metrics files and the similarity summary (verdicts decided by
+pipeline.stats.verdicts, worded by pipeline.report.text)."""
 from __future__ import annotations
 
 import math
@@ -8,9 +9,11 @@ from typing import Any, Optional
 import pandas as pd
 
 from pipeline.report import frontier as FR
+from pipeline.report.fid_intervals import fid_difference
 from pipeline.report.render import Table, fmt
 from pipeline.report.tables import interval
-from pipeline.report.verdicts import CONTRADICTED, INCONCLUSIVE, SUPERIORITY_RULE, SUPPORTED, superiority
+from pipeline.report.text import SUPERIORITY_RULE, frontier_sentence, magnitude_row_sentence
+from pipeline.stats.verdicts import sequence_verdict, superiority
 
 NOT_MEASURED = "not measured"
 SPARSE_ENOUGH = 0.9  # the paper's claim is about tickets at >= 90 % sparsity
@@ -54,18 +57,12 @@ def ticket_vs_dense(params, df: pd.DataFrame, runs: dict, fr: Optional[FR.Fronti
     est = fr.deltas[k]
     o = fr.over_seeds
     margin = o.margin
-    passed = o.round is not None and o.round >= k
-    if passed:
-        verdict = SUPPORTED
-    elif est.low > margin:
-        verdict = CONTRADICTED
-    else:
-        verdict = INCONCLUSIVE
+    verdict = sequence_verdict(o.round is not None and o.round >= k, est.low, margin)
     seeds = list(params.imp.seeds)
     loss = FR.loss_difference(runs, ("ticket", k), ("dense", 0), seeds, params.report.level)
     glob = FR.global_sparsity(df, "ticket", None, k)
     also = "; ".join([f"ΔFID {FR.estimate_text(est)}", f"Δ held-out loss {FR.estimate_text(loss, '+.5f')}",
-                      f"frontier: {o.sentence}"] + ([est.small_n] if est.small_n else []))
+                      f"frontier: {frontier_sentence(o)}"] + ([est.small_n] if est.small_n else []))
     return finding(TICKET_CLAIM, f"round {k} ({100 * sparse[k]:.1f} % prunable, {100 * glob:.1f} % of all weights), "
                    f"{est.n} seeds", _qualified(verdict, fr), est.estimate, est.ci,
                    f"ΔFID ticket − dense; {est.rule}; fixed-sequence non-inferiority, margin {margin:.2f} = "
@@ -82,7 +79,7 @@ def ticket_vs_control(params, df: pd.DataFrame, runs: dict, kind: str, k: int,
                    set(df.loc[(df["kind"] == "ticket") & (df["round"] == k), "seed"]))
     if not seeds:
         return finding(claim, f"round {k}", NOT_MEASURED, test=f"no ticket and {kind} control both evaluated at round {k}")
-    est = FR.fid_difference(df, runs, (kind, k), ("ticket", k), seeds, params.report.level)
+    est = fid_difference(df, runs, (kind, k), ("ticket", k), seeds, params.report.level)
     loss = FR.loss_difference(runs, (kind, k), ("ticket", k), seeds, params.report.level)
     sp = df.loc[(df["kind"] == kind) & (df["round"] == k), "sparsity"].mean()
     glob = FR.global_sparsity(df, kind, None, k)
@@ -165,23 +162,10 @@ def similarity_findings(summary: Optional[dict[str, Any]], metric: str) -> list[
 
 
 def beyond_magnitude_sentence(rows: list[dict[str, Any]]) -> Optional[str]:
-    """What the magnitude claim says, in words that follow its verdict: more / less than the starting
-    magnitudes predict, or inconclusive (an interval containing 0 is never read as 'no more than')."""
-    from pipeline.report.verdicts import CONTRADICTED, SUPPORTED
-
+    """The magnitude claim's row in words (pipeline.report.text), if it was measured."""
     for r in rows:
         if r["claim"] == SIM_CLAIMS["beyond_magnitude"] and r["verdict"] != NOT_MEASURED:
-            lo, hi = r["ci"]
-            span = (f"95 % interval [{lo:+.3f}, {hi:+.3f}]" if math.isfinite(lo) and math.isfinite(hi)
-                    else "no interval")
-            head = {SUPPORTED: "The tickets agree more than their starting magnitudes predict",
-                    CONTRADICTED: "The tickets agree less than their starting magnitudes predict"}.get(
-                r["verdict"], "Whether the tickets agree more or less than their starting magnitudes predict is "
-                              "inconclusive at this scale")
-            also = f"; {r['also']}" if r.get("also") else ""
-            return (f"{head} (observed minus predicted κ {r['effect']:+.3f}, {span}; read at {r['read_at']}{also}). "
-                    "The prediction is the agreement two tickets would have if each were the magnitude mask of its "
-                    "own start plus independent changes: κ(A, M_A)·κ(M_A, M_B)·κ(M_B, B) per layer.")
+            return magnitude_row_sentence(r)
     return None
 
 

@@ -1,7 +1,7 @@
-"""The report's inference on the run: every paired comparison of two runs with the one standard-error
-model of pipeline.stats.paired (between-seed variance plus the shared-noise term, from the FID split
-errors and per-item held-out losses each eval writes to paired.json on the shared sample indices and
-items), the dense baseline's convergence check, and the sparsest non-inferior ticket by a fixed
+"""The report's inference on the run: the paired held-out loss difference of two runs with the one
+standard-error model of pipeline.stats.paired (the ΔFID: pipeline.report.fid_intervals), from the
+per-item held-out losses each eval writes to paired.json on the shared items, the dense baseline's
+convergence check, and the sparsest non-inferior ticket by a fixed
 sequence of non-inferiority tests (pipeline.stats.frontier), per seed and over seeds.
 
 The population every interval describes is Params.population(): data-order
@@ -10,7 +10,6 @@ the sampling noise held fixed (common random numbers).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -20,11 +19,13 @@ import pandas as pd
 
 from pipeline.core.config import Params
 from pipeline.core.io import load_json
-from pipeline.report.inputs import control_eval_path, eval_path, require
+from pipeline.report import text
+from pipeline.report.fid_intervals import fid_difference, fid_of
+from pipeline.core import paths
+from pipeline.report.inputs import require
 from pipeline.stats.convergence import SeedsConvergence, dense_convergence_over_seeds
 from pipeline.stats.frontier import Frontier, RoundInterval, SeedsFrontier, frontier_over_seeds, margins_table
-from pipeline.stats.paired import SeedEstimate, paired, paired_items_over_seeds
-
+from pipeline.stats.paired import SeedEstimate, paired_items_over_seeds
 
 
 @dataclass
@@ -40,7 +41,7 @@ def load_paired(params: Params, df: pd.DataFrame, root: Path) -> dict[tuple[str,
     out = {}
     for r in df.itertuples():
         kind, seed, k = str(r.kind), int(r.seed), int(r.round)
-        folder = eval_path(root, seed, k) if r.main else control_eval_path(root, kind, seed, k)
+        folder = paths.eval_dir(seed, k, root) if r.main else paths.control_eval_dir(kind, seed, k, root)
         stage = "eval_dense" if k == 0 else ("eval" if r.main else "eval_control")
         data = load_json(require(folder / "paired.json", stage, seed, k))
         curve = data.get("heldout_curve")
@@ -49,21 +50,6 @@ def load_paired(params: Params, df: pd.DataFrame, root: Path) -> dict[tuple[str,
                                        {int(s): np.asarray(v, dtype=np.float64) for s, v in curve.items()}
                                        if curve else None)
     return out
-
-
-def _value(df: pd.DataFrame, kind: str, seed: int, k: int, col: str) -> float:
-    row = df[(df["kind"] == kind) & (df["seed"] == seed) & (df["round"] == k)]
-    return float(row[col].iloc[0]) if len(row) else math.nan
-
-
-def fid_difference(df: pd.DataFrame, runs: dict, a: tuple[str, int], b: tuple[str, int], seeds, level: float,
-                   null: float = 0.0) -> SeedEstimate:
-    """FID(a) − FID(b) over `seeds`, a and b = (kind, round), paired by seed and by shared samples."""
-    va = [_value(df, a[0], s, a[1], "fid") for s in seeds]
-    vb = [_value(df, b[0], s, b[1], "fid") for s in seeds]
-    ra = np.stack([runs[(a[0], s, a[1])].split for s in seeds])
-    rb = np.stack([runs[(b[0], s, b[1])].split for s in seeds])
-    return paired(va, vb, ra, rb, kind="split", level=level, null=null)
 
 
 def loss_difference(runs: dict, a: tuple[str, int], b: tuple[str, int], seeds, level: float) -> SeedEstimate:
@@ -114,7 +100,7 @@ def frontier(params: Params, df: pd.DataFrame, runs: dict) -> Optional[FrontierR
                                      e.estimate, e.high, e.low))
         return out
 
-    dense_fid = {s: _value(df, "dense", s, 0, "fid") for s in seeds}
+    dense_fid = {s: fid_of(df, "dense", s, 0) for s in seeds}
     label = f"{100 * level:g} % interval's upper end"
     over = frontier_over_seeds({s: rounds(s) for s in seeds}, rounds(None), params.report.margin, dense_fid,
                                baseline_converged=converged, interval=label)
@@ -145,5 +131,5 @@ def json_frontier(result: Optional[FrontierResult]) -> dict[str, Any]:
     return {"frontier": {"margin_fraction": o.margin_fraction, "margin": o.margin, "status": o.status,
                          "round": o.round_or_dense, "sparsity": o.sparsity_or_dense,
                          "global_sparsity": o.global_sparsity_or_dense, "stopped_at": o.stopped_at,
-                         "provisional": o.provisional, "sentence": o.sentence, "per_seed": per_seed},
+                         "provisional": o.provisional, "sentence": text.frontier_sentence(o), "per_seed": per_seed},
             "dense_converged": None if conv is None else bool(conv.converged)}

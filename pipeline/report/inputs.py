@@ -17,27 +17,11 @@ from pipeline.core import paths
 from pipeline.core.config import ConfigError, Params
 from pipeline.core.io import load_json
 
-# eval/s{seed}/r{k}/metrics.json: the main run's layout
-MAIN_EVAL = re.compile(r"^s(\d+)/r(\d+)/metrics\.json$")
-# eval/controls/{kind}/s{seed}/r{k}/metrics.json: a control beside the chain
-CONTROL_EVAL = re.compile(r"^controls/([^/]+)/s(\d+)/r(\d+)/metrics\.json$")
+# eval/controls/{kind}/s{seed}/r{k}/metrics.json under the root: a control beside the chain
+CONTROL_EVAL = re.compile(paths.pattern("control_eval", r"/metrics\.json"))
 MAIN_KINDS = ("dense", "ticket")
 NUMERIC = ("kid_mean", "kid_std", "macs", "storage_bytes", "params_kept", "params_total", "heldout_loss", "heldout_loss_se",
            "fid_std", "fid_inf", "fid_ci_low", "fid_ci_high", "fid_inf_low", "fid_inf_high")
-
-
-def eval_path(root: Path, seed: int, k: int) -> Path:
-    """The eval stage's folder, under `root` instead of artifacts/ (the layout is artifacts.py's)."""
-    return Path(root) / paths.eval_dir(seed, k).relative_to(paths.ROOT)
-
-
-def control_eval_path(root: Path, kind: str, seed: int, k: int) -> Path:
-    """The eval_control stage's folder, under `root`."""
-    return Path(root) / paths.control_eval_dir(kind, seed, k).relative_to(paths.ROOT)
-
-
-def prune_path(root: Path, seed: int, k: int) -> Path:
-    return Path(root) / paths.prune_dir(seed, k).relative_to(paths.ROOT)
 
 
 def require(path: Path, stage: str, seed: int, k: int) -> Path:
@@ -86,14 +70,13 @@ def load_eval_table(params: Params, root: Path) -> pd.DataFrame:
     rounds = round_ids(params)
     for seed in params.imp.seeds:
         for k in rounds:
-            path = require(eval_path(root, seed, k) / "metrics.json", "eval", seed, k)
+            path = require(paths.eval_dir(seed, k, root) / "metrics.json", "eval", seed, k)
             rows.append(metrics_row(load_json(path), path, "dense" if k == 0 else "ticket", params.rewind.mode))
-    eval_root = root / "eval"
     # only the controls params ask for: another run's control files (an experiment's workspace holds
     # the baseline's) must never appear as this run's controls
     kinds, control_rounds = set(params.controls.kinds), set(params.controls.rounds)
-    for path in sorted(eval_root.glob("controls/*/s*/r*/metrics.json")):
-        m = CONTROL_EVAL.match(path.relative_to(eval_root).as_posix())
+    for path in sorted(root.glob((paths.control_eval_dir("*", "*", "*", Path()) / "metrics.json").as_posix())):
+        m = CONTROL_EVAL.fullmatch(path.relative_to(root).as_posix())
         if m and m[1] in kinds and int(m[2]) in params.imp.seeds and int(m[3]) in control_rounds:
             rows.append(metrics_row(load_json(path), path, m[1], m[1]))
     df = pd.DataFrame(rows)

@@ -7,44 +7,24 @@ from typing import Any, Optional
 import pandas as pd
 
 from pipeline.core.config import Params
-import numpy as np
-
-from pipeline.report.verdicts import Estimate, seed_mean_ci
+from pipeline.report.fid_intervals import mean_fids
 from pipeline.report.inputs import extractor_label, round_ids
 from pipeline.report.render import Table, fmt
 
 # Columns of reports/fid_vs_sparsity.csv (declared as a DVC plot, so keep them stable).
 CSV_COLUMNS = ["schedule", "rewind", "kind", "seed", "round", "sparsity", "remaining_pct", "fid", "fid_ci_low",
                "fid_ci_high", "fid_inf", "kid_mean", "macs", "storage_bytes"]
-Z95 = 1.959963984540054
-
-
-def fid_inf_std(rows: pd.DataFrame) -> pd.Series:
-    """A std for FID∞ from its 95 % interval (width / 2z), for combining it like `fid_std`."""
-    return (rows["fid_inf_high"] - rows["fid_inf_low"]) / (2 * Z95)
 
 
 def seed_stats(df: pd.DataFrame, runs: Optional[dict] = None, level: float = 0.95) -> pd.DataFrame:
     """Per (kind, round): seed count, means, between-seed sd, and the interval of the mean FID (with
     `runs`, the FID split errors on the shared samples: between-seed variance plus the shared-noise
-    term, pipeline.stats.paired) and of FID∞ (verdicts.seed_mean_ci: no joint replicates of it), both
-    truncated at 0.
+    term) and of FID∞, both truncated at 0 (pipeline.report.fid_intervals).
     Main chain first, then controls."""
-    from pipeline.stats.paired import one_sample
-
     out = []
     for (kind, k), g in df.groupby(["kind", "round"], sort=False):
         g = g.sort_values("seed")
-        if runs is not None:
-            reps = np.stack([runs[(str(kind), int(s), int(k))].split for s in g["seed"]])
-            e = one_sample(g["fid"].tolist(), reps, kind="split", level=level)
-            fid = Estimate(e.estimate, e.low, e.high, e.n, e.rule)
-        else:
-            fid = seed_mean_ci(g["fid"].tolist(), g["fid_std"].tolist())
-        inf = seed_mean_ci(g["fid_inf"].tolist(), fid_inf_std(g).tolist())
-        # a FID is >= 0: a symmetric interval of a mean over few seeds is cut at 0 rather than printed below it
-        fid = Estimate(fid.mean, max(0.0, fid.low), fid.high, fid.n, fid.rule + "; truncated at 0")
-        inf = Estimate(inf.mean, max(0.0, inf.low), inf.high, inf.n, inf.rule + "; truncated at 0")
+        fid, inf = mean_fids(g, runs, level)
         sd = lambda c: float(g[c].std(ddof=1)) if len(g) > 1 else math.nan
         out.append({"kind": kind, "round": int(k), "main": bool(g["main"].iloc[0]), "seeds": len(g),
                     "seed_list": [int(s) for s in g["seed"]], "sparsity": float(g["sparsity"].mean()),

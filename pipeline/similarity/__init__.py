@@ -1,6 +1,7 @@
 """How alike two winning tickets are.
 
 - agreement.py: per-layer metrics in forward order, block positions, the layerwise schedule's weights
-- claims.py:    the paper's claims as effects with intervals and p-values
+- claims.py:    the paper's four claims for one round, as effects over ticket pairs with intervals and p-values
+- summary.py:   the similarity summary: per-round detail and the claims read at the last round (summary.json)
 - plots.py:     heatmap, agreement vs depth, claims and layer-rate figures
 """

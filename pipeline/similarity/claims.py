@@ -20,7 +20,9 @@ independent masks of the same densities; both are 0 for unrelated masks. The mag
 in kappa: its null is a product of kappas (`pipeline.stats.pairs`), which Jaccard has no analogue of.
 
 IMP rounds are nested (round k's ticket is cut from round k-1's), so values of different rounds are
-reported as per-round values, never as replicates with a spread; claims are read at the last round.
+reported as per-round values, never as replicates with a spread; claims are read at the last round
+(pipeline.similarity.summary). Which side of 0 an interval lies on is pipeline.stats.verdicts.side;
+the words are pipeline.report.text's.
 """
 from __future__ import annotations
 
@@ -30,32 +32,16 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.similarity.agreement import (LAYER_TYPE_RULE, PAIRING_RULE, block_rank, layer_type, pair_label,
-                                           parse_pair, resolution_pairs)
+from pipeline.similarity.agreement import pair_label, parse_pair
 from pipeline.stats.exact import sign_flip_test, stratified_permutation_test
 from pipeline.stats.pairs import magnitude_excess, pair_mean
+from pipeline.stats.verdicts import side
 
 CI_LEVEL = 0.95
 RESAMPLES = 2000  # permutations / sign patterns per test (similarity.resamples overrides)
 SEED = 0          # every test draws from its own stream, keyed by (SEED, claim, round, part): byte-stable output
 SKIP = "skip1x1"  # the layer type reported with and without
 
-SPLIT_RULE = ("layers on the input->output path in forward order (the time-embedding MLP excluded: it "
-              "feeds every block); upstream = the first floor(L/2) of the L layers, downstream = the "
-              "last floor(L/2) (the middle layer is left out when L is odd)")
-METRIC_IS = {"kappa": "Cohen's kappa of kept/pruned agreement (0 = chance, 1 = identical)",
-             "jaccard": "Jaccard of the kept weights minus its chance value pq / (p + q - pq) (0 = chance)"}
-UNIT = "ticket pair"
-POPULATION = ("pairs of tickets of one theta0 (artifacts/init/theta0.pt) whose IMP seeds vary the data order "
-              "only: the intervals cover how tickets of one initialisation differ with the data order, not "
-              "initialisation variance")
-POPULATION_PER_SEED = ("pairs of tickets of different theta0s (model.theta0 = per_seed: each IMP seed draws its own "
-                       "initialisation and data order); the claims compare tickets of one theta0, so they are not "
-                       "tested on these pairs")
-PAIR_RULE = ("each effect is computed for every unordered pair of IMP seeds and averaged over the pairs "
-             "(U-statistic); 95 % interval: delete-one-seed jackknife (Student-t, n - 1 df)")
-PERMUTATION_RULE = ("p-values: permutations of the per-layer agreement averaged over the pairs, shuffled only "
-                    "within layer-type strata; they describe this network's layers, the interval the ticket pairs")
 TEST = {
     "upstream_vs_downstream": "mean over ticket pairs of upstream-half mean minus downstream-half mean; "
                               "seed-level jackknife interval; two-sided permutation test exchanging layers "
@@ -72,10 +58,6 @@ TEST = {
               "on log fan-in) within layer types; the correlation r is reported per pair without a p-value "
               "(layers of one network are not independent draws)",
 }
-NESTED = "IMP rounds are nested (each ticket is cut from the previous round's), so these are per-round values, not replicates"
-MAGNITUDE_PREDICTION = ("if each ticket were the magnitude mask M of its own start (theta_k or theta0, at the "
-                        "ticket's per-layer kept counts) plus changes independent of the other ticket's, then for "
-                        "binary masks of equal density kappa(A,B) = kappa(A,M_A) kappa(M_A,M_B) kappa(M_B,B) per layer")
 _CLAIM_KEY = {name: i for i, name in enumerate(TEST)}
 
 
@@ -294,14 +276,6 @@ def magnitude_chain(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: pd.Da
     return pd.concat(frames, ignore_index=True)
 
 
-def verdict_side(ci: Optional[Sequence[float]]) -> str:
-    """'more' / 'less' when the interval excludes 0 on that side, 'inconclusive' when it contains 0
-    or there is none."""
-    if ci is None or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in ci):
-        return "inconclusive"
-    return "more" if ci[0] > 0 else "less" if ci[1] < 0 else "inconclusive"
-
-
 def claim_beyond_magnitude(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: pd.DataFrame,
                            types: Mapping[str, str], k: int, n: int) -> dict:
     """Observed minus predicted kappa (`magnitude_chain`), mean over layers per pair, then over pairs."""
@@ -317,7 +291,7 @@ def claim_beyond_magnitude(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair
     seeds = list(dict.fromkeys(s for p in kappa_ab.columns for s in parse_pair(p)))
     rule = test.rule.replace("per-seed differences", "per-layer excesses (averaged over the pairs)")
     return {**est, "p_value": test.p, "p_value_rule": rule, "metric": "kappa",
-            "verdict": verdict_side(est["ci"]),
+            "verdict": side(est["ci"]),
             "observed_agreement": float(chain["observed"].mean()),
             "predicted_agreement": float(chain["predicted"].mean()),
             "own_start_agreement": float(own[seeds].to_numpy().mean()),
@@ -392,242 +366,3 @@ def claim_fan_in(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str, str
 
 
 # -- the summary --------------------------------------------------------------------------------
-def _over_rounds(values: Sequence[float]) -> dict:
-    v = [float(x) for x in values]
-    return {"mean": float(np.mean(v)), "n": len(v), "per_round": v, "note": NESTED}
-
-
-_ROUND_KEEP = ("effect", "ci", "p_value", "pairs", "r", "layers_above", "observed_agreement", "predicted_agreement",
-               "verdict")
-
-
-def _claim(name: str, per_round: list[tuple[int, dict]], extra: dict) -> dict:
-    """The last round's result as the claim, with every round's headline numbers as detail."""
-    k, last = per_round[-1]
-    head = ("effect", "ci", "p_value", "pairs")
-    return {"effect": last["effect"], "ci": last["ci"], "ci_level": CI_LEVEL, "ci_rule": last["ci_rule"],
-            "se": last["se"], "pairs": last["pairs"], "n_pairs": len(last["pairs"]), "unit": UNIT,
-            "test": TEST[name], "p_value": last["p_value"], "round": k, "direction": "positive", "available": True,
-            **{key: v for key, v in last.items() if key not in head + ("ci_rule", "se")}, **extra,
-            "per_round": [{"round": kk, **{key: r[key] for key in _ROUND_KEEP if key in r}} for kk, r in per_round],
-            "per_round_note": NESTED}
-
-
-def _unavailable(name: str, k: int, extra: dict) -> dict:
-    return {"effect": None, "ci": None, "ci_level": CI_LEVEL, "test": TEST[name], "p_value": None, "round": k,
-            "direction": "positive", "available": False, "unit": UNIT, **extra}
-
-
-def _mean_dicts(rows: Sequence[dict]) -> dict:
-    """Key-wise mean of per-pair dicts of numbers."""
-    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
-
-
-def summarize(df: pd.DataFrame, metric: str = "kappa", sizes: Optional[Mapping[str, int]] = None,
-              seeds: Sequence[int] = (), *, fan_in: Optional[Mapping[str, int]] = None,
-              resolutions: Optional[Mapping[str, int]] = None, baseline: Optional[pd.DataFrame] = None,
-              start_pair: Optional[pd.DataFrame] = None, baseline_source: str = "",
-              resamples: int = RESAMPLES, layer_types: Optional[Mapping[str, str]] = None,
-              theta0: str = "shared") -> dict:
-    """Per-round detail and the four claims (`claims`), read at the last round, from the similarity
-    table (columns pair, round + COLUMNS; without `pair`, one pair of `seeds`' first two).
-
-    `fan_in`: layer -> fan-in (default: none, claim left out); `resolutions`: block -> feature-map
-    size (default: the U-Net's mirror rule); `layer_types`: layer -> stratum (default: from the name,
-    `agreement.layer_type`); `baseline`: rows (round, seed, layer, [metric,] value) of each ticket's
-    agreement with its own start's magnitude mask (kappa rows feed the magnitude claim, `metric` rows
-    the per-level overlay; without a metric column the values are kappa); `theta0`: shared (one
-    theta0 behind every ticket) or per_seed (the population says the claims do not apply); `start_pair`: rows (pair,
-    round, layer, value) of kappa between the two starts' magnitude masks. Without both, or with
-    `baseline` None (no shared start, `baseline_source` says why), the magnitude claim is unavailable."""
-    df = _with_pairs(df, seeds)
-    pairs = list(dict.fromkeys(df["pair"]))
-    seeds = list(seeds) or list(dict.fromkeys(s for p in pairs for s in parse_pair(p)))
-    values, kappas = chance_corrected(df, metric), chance_corrected(df, "kappa")
-    types = {name: (layer_types or {}).get(name) or layer_type(name) for name in values["layer"].unique()}
-    levels = resolution_pairs(values["block"].unique().tolist(), resolutions)
-    have_magnitude = baseline is not None and start_pair is not None
-    per_round, claims_by_round = [], {name: [] for name in TEST}
-    for k in sorted(int(x) for x in df["round"].unique()):
-        rows = values[values["round"] == k]
-        meta, wide = _wide(rows, pairs)
-        part = df[df["round"] == k]
-        halves = {p: upstream_vs_downstream(part[part["pair"] == p], metric, sizes) for p in pairs}
-        row = {"round": k, **_mean_dicts(list(halves.values())),
-               "difference_by_pair": {p: r["difference"] for p, r in halves.items()}}
-        row["layers"] = int(row["layers"])
-        blocks = wide.mean(axis=1).groupby(meta["block"]).mean()
-        row["block_mean"] = {b: float(blocks[b]) for b in sorted(blocks.index, key=block_rank)}
-        per_round.append(row)
-        claims_by_round["upstream_vs_downstream"].append((k, claim_upstream(wide, meta, types, k, resamples)))
-        overlay = None
-        if baseline is not None:
-            base = baseline[baseline["round"] == k]
-            if "metric" in base.columns:
-                base_kappa, base_metric = base[base["metric"] == "kappa"], base[base["metric"] == metric]
-            else:
-                base_kappa, base_metric = base, base if metric == "kappa" else base.iloc[:0]
-            if len(base_metric):
-                overlay = base_metric.groupby("layer")["value"].mean()
-            if have_magnitude:
-                own = base_kappa.pivot(index="layer", columns="seed", values="value").reindex(meta.index)
-                sp = start_pair[start_pair["round"] == k].assign(pair=lambda d: d["pair"].astype(str))
-                sp = sp.pivot(index="layer", columns="pair", values="value").reindex(index=meta.index, columns=pairs)
-                _, kwide = _wide(kappas[kappas["round"] == k], pairs)
-                claims_by_round["beyond_magnitude"].append(
-                    (k, claim_beyond_magnitude(kwide, own, sp, types, k, resamples)))
-        matched = claim_resolution(wide, meta, types, levels, k, resamples, overlay)
-        if matched is not None:
-            claims_by_round["resolution_matched"].append((k, matched))
-        if fan_in is not None:
-            claims_by_round["fan_in"].append((k, claim_fan_in(wide, meta, types, fan_in, k, resamples)))
-
-    last = per_round[-1]["round"]
-    claims = {"upstream_vs_downstream": _claim("upstream_vs_downstream", claims_by_round["upstream_vs_downstream"],
-                                               {"rule": SPLIT_RULE})}
-    if claims_by_round["resolution_matched"]:
-        claims["resolution_matched"] = _claim("resolution_matched", claims_by_round["resolution_matched"],
-                                              {"pairing_rule": PAIRING_RULE})
-    else:
-        claims["resolution_matched"] = _unavailable("resolution_matched", last, {
-            "pairing_rule": PAIRING_RULE, "levels": [],
-            "reason": "no encoder block and its same-resolution decoder block both have prunable layers"})
-    if have_magnitude:
-        claims["beyond_magnitude"] = _claim("beyond_magnitude", claims_by_round["beyond_magnitude"], {
-            "baseline_source": baseline_source, "prediction_is": MAGNITUDE_PREDICTION,
-            "verdict_is": "more / less: the interval lies above / below 0; inconclusive: it contains 0 (never "
-                          "read as 'no more than')"})
-    else:
-        why = baseline_source or "no magnitude baseline was given"
-        if baseline is not None:
-            why = "no kappa between the two starts' magnitude masks was given, so there is no prediction"
-        claims["beyond_magnitude"] = _unavailable("beyond_magnitude", last, {"baseline_source": why,
-                                                                             "verdict": "inconclusive"})
-    if fan_in is not None:
-        fan = claims_by_round["fan_in"]
-        extra = {"effect_is": "coefficient of the upstream-half indicator in agreement ~ 1 + log fan-in + upstream "
-                              "over the two halves' layers: the upstream-minus-downstream difference at equal log "
-                              "fan-in (Frisch-Waugh-Lovell), per pair and averaged over pairs; residual_difference "
-                              "is the plain mean residual difference of the pair-averaged agreement",
-                 "p_value_is": "permutation p-value of the partialled effect, within layer types; r has none"}
-        if fan[-1][1]["effect"] is None:
-            claims["fan_in"] = _unavailable("fan_in", last, {
-                **{key: v for key, v in fan[-1][1].items() if key not in ("effect", "ci", "p_value")}, **extra,
-                "reason": "log fan-in alone determines which half a layer is in, so its effect cannot be separated"})
-        else:
-            claims["fan_in"] = _claim("fan_in", [(kk, c) for kk, c in fan if c["effect"] is not None], extra)
-
-    diffs = [r["difference"] for r in per_round]
-    rule = claims["upstream_vs_downstream"]["ci_rule"]
-    out = {"metric": metric, "agreement_is": METRIC_IS[metric], "unit": UNIT,
-           "population": {"unit": UNIT, "is": POPULATION if theta0 == "shared" else POPULATION_PER_SEED,
-                          "seeds": list(seeds), "pairs": pairs, "n_pairs": len(pairs),
-                          "theta0": "shared by every seed" if theta0 == "shared" else "per seed",
-                          "seeds_vary": "data order only" if theta0 == "shared" else "data order and initialisation"},
-           "seeds": list(seeds), "pairs": pairs, "n_pairs": len(pairs),
-           "interval_rule": f"{PAIR_RULE}; here: {rule}", "permutation_rule": PERMUTATION_RULE,
-           "strata_rule": LAYER_TYPE_RULE,
-           "layer_types": {t: sum(v == t for v in types.values()) for t in sorted(set(types.values()))},
-           "split": SPLIT_RULE,
-           "difference_is": f"upstream mean {metric} minus downstream mean {metric} (chance-corrected), "
-                            "each layer counting once, averaged over the ticket pairs",
-           "slope_is": f"least-squares slope of {metric} vs normalised depth (0 first layer, 1 last), averaged over pairs",
-           "rounds": per_round, "difference": _over_rounds(diffs),
-           "slope": _over_rounds([r["slope"] for r in per_round])}
-    if sizes is not None:
-        out["difference_weighted"] = _over_rounds([r["difference_weighted"] for r in per_round])
-    out["claims"] = claims
-    out["finding"] = finding(claims, metric, seeds, diffs) if theta0 == "shared" else (
-        f"Not tested: {POPULATION_PER_SEED}. The agreement of these pairs is in similarity.csv and the figures, "
-        "as a description only.")
-    return out
-
-
-# -- the sentence ---------------------------------------------------------------------------------
-def _est(c: Mapping) -> str:
-    if c.get("effect") is None:
-        return "undefined"
-    text = f"{c['effect']:+.3f}"
-    if c.get("ci") is not None:
-        text += f", 95 % CI [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
-    else:
-        text += " (one pair: no interval)"
-    if len(c.get("pairs") or {}) > 1:
-        text += "; per pair " + ", ".join(f"{p} {v:+.3f}" for p, v in c["pairs"].items())
-    return text
-
-
-def _p(c: Mapping, where: str) -> str:
-    return f"p = {c['p_value']:.2g} {where}" if isinstance(c.get("p_value"), (int, float)) else "no p-value"
-
-
-def _verb(c: Mapping, more: str = "agree more than", less: str = "agree less than",
-          same: str = "agree neither distinguishably more nor less than",
-          none: str = "cannot be told apart across pairs from") -> str:
-    if c.get("ci") is None:
-        return none
-    return {"more": more, "less": less, "inconclusive": same}[verdict_side(c["ci"])]
-
-
-def magnitude_sentence(mag: Mapping) -> str:
-    """The magnitude claim in words, following its interval: 'more than' / 'less than' their starting
-    magnitudes predict, or inconclusive; never 'no more than'."""
-    if not mag.get("available"):
-        return f"no magnitude prediction: {mag.get('baseline_source', 'no baseline')}"
-    numbers = (f"kappa {mag['observed_agreement']:.3f} observed vs {mag['predicted_agreement']:.3f} predicted if each "
-               f"ticket were its own start's magnitude mask plus independent changes; observed minus predicted "
-               f"{_est(mag)}; above the prediction in {mag['layers_above']} of {mag['layers']} layers; "
-               f"{_p(mag, '(sign-flip over layers)')}")
-    head = {"more": "the tickets agree more than their starting magnitudes predict",
-            "less": "the tickets agree less than their starting magnitudes predict",
-            "inconclusive": "whether the tickets agree more or less than their starting magnitudes predict is "
-                            "inconclusive"}[verdict_side(mag.get("ci"))]
-    if mag.get("ci") is None:
-        head += " (one pair of tickets: no interval)"
-    return f"{head} ({numbers})"
-
-
-def finding(claims: Mapping[str, dict], metric: str, seeds: Sequence, diffs: Sequence[float] = ()) -> str:
-    """One paragraph computed from the claims' effects, intervals and p-values."""
-    up = claims["upstream_vs_downstream"]
-    n_pairs = up.get("n_pairs", 1)
-    names = ", ".join(str(s) for s in seeds)
-    rough = ", 2 df: very rough" if len(seeds) == 3 else ""
-    if n_pairs > 1:
-        who = (f"Over the {n_pairs} pairs of tickets of seeds {names} (one theta0, the seeds vary the data order "
-               f"only; intervals: delete-one-seed jackknife over the {len(seeds)} seeds{rough})")
-    else:
-        who = (f"For the one pair of tickets of seeds {names} (one theta0, data order varied; 2 seeds give no "
-               "seed-level interval)")
-    rounds = ""
-    if len(diffs) > 1:
-        rounds = (f"; per round {', '.join(f'{d:+.3f}' for d in diffs)} "
-                  "(nested rounds of the same tickets, not replicates)")
-    without = up.get("without_skip") or {}
-    skip = ""
-    if without.get("layers_left_out"):
-        skip = (f"; without the {len(without['layers_left_out'])} 1x1 skip convs {_est(without)}, "
-                f"{_p(without, 'within layer types')}")
-    parts = [f"{who}, at round {up['round']}: upstream layers {_verb(up)} downstream ones ({metric} upstream "
-             f"minus downstream {_est(up)}; {_p(up, 'within layer types')}{skip}{rounds})"]
-    res = claims["resolution_matched"]
-    if res.get("available", True):
-        parts.append(f"at matched resolution, encoder blocks {_verb(res)} their decoder counterparts "
-                     f"({_est(res)}; {_p(res, 'within level and layer type')}; mean over {len(res['levels'])} levels)")
-    else:
-        parts.append(f"no resolution-matched comparison: {res['reason']}")
-    fan = claims.get("fan_in")
-    if fan is not None:
-        corr = (f"per-layer {metric} vs log fan-in: r = {fan['r']:+.2f} (mean over pairs; no p-value, the layers "
-                "of one network are not independent draws)")
-        if fan.get("available") is False:
-            parts.append(f"{corr}, but {fan['reason']}")
-        else:
-            verb = _verb(fan, more="remains positive", less="is negative", same="is not distinguishable from 0",
-                         none="is, for this one pair,")
-            parts.append(f"{corr}; with log fan-in partialled out the upstream-minus-downstream difference {verb} "
-                         f"({_est(fan)}; {_p(fan, 'within layer types')}; log fan-in itself tracks the split, "
-                         f"r = {fan['fan_in_vs_upstream_r']:+.2f})")
-    parts.append(magnitude_sentence(claims["beyond_magnitude"]))
-    text = "; ".join(parts) + "."
-    return text[0].upper() + text[1:]

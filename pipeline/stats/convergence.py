@@ -1,4 +1,5 @@
-"""Is the dense baseline converged? A paired, equivalence-style check on the held-out denoising loss.
+"""Is the dense baseline converged? A paired, equivalence-style check on the held-out denoising loss
+(numbers and a status; pipeline/report/text.py words them).
 
 Input: the dense run's held-out denoising loss per item at a few training steps (e.g. 50 %, 75 % and
 100 % of the steps), on the SAME items with the same noise and timesteps (common random numbers), so
@@ -31,7 +32,9 @@ from dataclasses import dataclass
 from typing import Hashable, Mapping, Optional, Sequence, Union
 
 import numpy as np
-from scipy import stats as _st
+
+from pipeline.stats.tdist import quantile
+from pipeline.stats.verdicts import within_margin
 
 CONVERGED, NOT_CONVERGED = "converged", "not converged"
 
@@ -54,8 +57,6 @@ class Convergence:
     tolerance: float
     level: float
     curve: tuple[tuple[int, float, float], ...]
-    sentence: str
-    rule: str
 
     @property
     def status(self) -> str:
@@ -82,12 +83,6 @@ def _checkpoints(checkpoints: Checkpoints) -> list[tuple[int, np.ndarray]]:
     return cps
 
 
-def convergence_rule(tolerance: float, level: float) -> str:
-    return (f"paired per held-out item, d = loss(earlier checkpoint) − loss(final); converged when the "
-            f"one-sided {100 * level:g} % upper bound of mean d (Student-t) < {100 * tolerance:g} % of the "
-            f"mean final loss (equivalence-style: within noise and within the tolerance)")
-
-
 def dense_convergence(checkpoints: Checkpoints, tolerance: float = 0.01, *, since: Optional[int] = None,
                       level: float = 0.95) -> Convergence:
     """Decide convergence of one dense run from its per-item held-out losses at several steps.
@@ -109,31 +104,18 @@ def dense_convergence(checkpoints: Checkpoints, tolerance: float = 0.01, *, sinc
     n = len(d)
     mean = float(d.mean())
     se = float(d.std(ddof=1) / math.sqrt(n))
-    q = float(_st.t.ppf(level, n - 1))
+    q = quantile(level, n - 1, two_sided=False)
     low, high = mean - q * se, mean + q * se
     final_mean = float(final.mean())
     if final_mean <= 0:
         raise ValueError("mean final loss must be positive for a relative tolerance")
-    converged = high < tolerance * final_mean
+    converged = within_margin(high, tolerance * final_mean)  # the non-inferiority boundary
     rel, rel_hi = mean / final_mean, high / final_mean
     curve = tuple((s, float(v.mean()), float(v.std(ddof=1) / math.sqrt(n))) for s, v in cps)
-    span = f"steps {step_from}–{step_to}"
-    two = 100 * (2 * level - 1)
-    measured = (f"improvement {mean:.3g} = {100 * rel:.2f} % of the final loss {final_mean:.4g} "
-                f"({two:g} % interval [{low:.3g}, {high:.3g}]; one-sided {100 * level:g} % upper bound "
-                f"{100 * rel_hi:.2f} %, {n} paired items)")
-    if converged:
-        rose = "; the held-out loss rose over this span (not still improving; check for over-fitting)" if high < 0 else ""
-        sentence = (f"dense baseline converged: over {span} held-out {measured} < tolerance "
-                    f"{100 * tolerance:g} %{rose}")
-    else:
-        sentence = (f"dense baseline not converged: over {span} held-out {measured} ≥ tolerance "
-                    f"{100 * tolerance:g} %")
     return Convergence(converged=converged, step_from=step_from, step_to=step_to, n_items=n,
                        final_loss=final_mean, improvement=mean, low=low, high=high,
                        relative_improvement=rel, relative_high=rel_hi, tolerance=float(tolerance),
-                       level=float(level), curve=curve, sentence=sentence,
-                       rule=convergence_rule(tolerance, level))
+                       level=float(level), curve=curve)
 
 
 @dataclass(frozen=True)
@@ -143,8 +125,6 @@ class SeedsConvergence:
     per_seed: tuple[tuple[Hashable, Convergence], ...]
     n_seeds: int
     n_converged: int
-    sentence: str
-    rule: str
 
     @property
     def status(self) -> str:
@@ -165,17 +145,4 @@ def dense_convergence_over_seeds(per_seed: Mapping[Hashable, Checkpoints], toler
     results = tuple((s, dense_convergence(c, tolerance, since=since, level=level)) for s, c in per_seed.items())
     n = len(results)
     good = sum(c.converged for _, c in results)
-    worst_seed, worst = max(results, key=lambda sc: sc[1].relative_high)
-    if good == n:
-        sentence = (f"dense baseline converged in all {n} seed{'s' if n != 1 else ''} (largest one-sided "
-                    f"{100 * level:g} % upper bound of the improvement over the last part: "
-                    f"{100 * worst.relative_high:.2f} % in seed {worst_seed}, tolerance {100 * tolerance:g} %)")
-    else:
-        bad = [f"seed {s}: improvement {100 * c.relative_improvement:.2f} % "
-               f"(upper bound {100 * c.relative_high:.2f} %) over steps {c.step_from}–{c.step_to}"
-               for s, c in results if not c.converged]
-        sentence = (f"dense baseline not converged in {n - good} of {n} seeds ({'; '.join(bad)}; "
-                    f"tolerance {100 * tolerance:g} %)")
-    return SeedsConvergence(converged=good == n, per_seed=results, n_seeds=n, n_converged=good,
-                            sentence=sentence, rule=convergence_rule(tolerance, level) + "; over seeds: "
-                            "converged only if every seed is")
+    return SeedsConvergence(converged=good == n, per_seed=results, n_seeds=n, n_converged=good)

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import stats
 
 from .exact import min_p, sign_flip_test
+from .tdist import quantile
 
 KINDS = ("bootstrap", "split")
 _KIND_TEXT = {"bootstrap": "joint bootstrap of the shared sample indices",
@@ -63,22 +64,6 @@ class SeedEstimate:
     min_p: float                    # smallest p the exact test can reach over n seeds, 2 / 2ⁿ
     exact_can_reach: bool           # min_p <= 1 − level
     small_n: str                    # '' or the sentence saying the exact test can never reach the level
-    rule: str
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return (self.low, self.high)
-
-
-@dataclass(frozen=True)
-class ItemEstimate:
-    """Mean paired difference over the shared items of one seed's two runs."""
-    estimate: float
-    se: float
-    low: float
-    high: float
-    level: float
-    items: int
     rule: str
 
     @property
@@ -143,7 +128,6 @@ def seed_mean(values: Sequence[float], cov=None, *, level: float = 0.95, null: O
     mean = float(x.mean())
     sd = tuple(float(math.sqrt(max(v, 0.0))) for v in np.diag(cov)) if cov is not None else None
     mp, reach, small = _small_n(n, level)
-    q = 0.5 + level / 2
     c_hat, note = None, ""
     if n == 1:
         if cov is None:
@@ -170,7 +154,7 @@ def seed_mean(values: Sequence[float], cov=None, *, level: float = 0.95, null: O
             rule = (f"{n} seeds: SE² = between-seed variance / n (no replicates: the shared-noise term is "
                     f"not measured); Student-t, {n - 1} df")
     se = math.sqrt(max(se2, 0.0))
-    quant = float(stats.norm.ppf(q) if math.isinf(df) else stats.t.ppf(q, df))
+    quant = quantile(level, df)
     low, high = mean - quant * se, mean + quant * se
     t_p = exact_p = math.nan
     if null is not None:
@@ -218,22 +202,6 @@ def _with_rule(est: SeedEstimate, rule: str) -> SeedEstimate:
     from dataclasses import replace
 
     return replace(est, rule=rule)
-
-
-def paired_items(loss_a: Sequence[float], loss_b: Sequence[float], level: float = 0.95) -> ItemEstimate:
-    """Mean of loss_a[i] − loss_b[i] over the shared items i of one seed's two runs, SE = sd of the
-    per-item differences / sqrt(m), Student-t with m − 1 df."""
-    a, b = np.asarray(loss_a, dtype=np.float64), np.asarray(loss_b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
-        raise ValueError("per-item losses must be 1-D, of equal length, with at least 2 items")
-    d = a - b
-    m = d.size
-    se = float(d.std(ddof=1) / math.sqrt(m))
-    half = float(stats.t.ppf(0.5 + level / 2, m - 1)) * se
-    mean = float(d.mean())
-    return ItemEstimate(mean, se, mean - half, mean + half, level, m,
-                        f"paired per item over the {m} shared items: SE = sd(per-item difference) / sqrt({m}), "
-                        f"Student-t, {m - 1} df; one seed, seed variation not measured")
 
 
 def paired_items_over_seeds(losses_a, losses_b, *, level: float = 0.95, null: float = 0.0) -> SeedEstimate:

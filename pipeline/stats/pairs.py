@@ -18,10 +18,11 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Callable, Hashable, Mapping, Optional, Sequence
+from typing import Hashable, Mapping, Optional, Sequence
 
 import numpy as np
-from scipy import stats
+
+from pipeline.stats.tdist import quantile
 
 Pair = tuple
 
@@ -52,11 +53,6 @@ def _lookup(values: Mapping, s, t) -> float:
     raise KeyError(f"no value for the pair of seeds {s} and {t}")
 
 
-def pair_values(seeds: Sequence[Hashable], objects: Mapping, statistic: Callable[[object, object], float]) -> dict:
-    """{(s, t): statistic(objects[s], objects[t])} for every unordered pair of `seeds` (s before t)."""
-    return {(s, t): float(statistic(objects[s], objects[t])) for s, t in itertools.combinations(seeds, 2)}
-
-
 def pair_mean(values: Mapping[Pair, float], seeds: Optional[Sequence[Hashable]] = None,
               level: float = 0.95) -> PairEstimate:
     """U-statistic (mean over all unordered pairs of seeds) of the per-pair `values` {(s, t): value},
@@ -78,7 +74,7 @@ def pair_mean(values: Mapping[Pair, float], seeds: Optional[Sequence[Hashable]] 
     loo = {k: float(np.mean([v for (s, t), v in pairs.items() if k not in (s, t)])) for k in seeds}
     theta = np.array(list(loo.values()))
     se = float(math.sqrt((n - 1) / n * np.sum((theta - theta.mean()) ** 2)))
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    half = quantile(level, n - 1) * se
     rule = (f"mean over all {len(pairs)} pairs of {n} seeds (U-statistic); interval: delete-one-seed jackknife, "
             f"Student-t, {n - 1} df")
     if n == 3:

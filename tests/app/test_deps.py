@@ -32,6 +32,20 @@ def test_closure_follows_lazy_and_package_imports():
     assert "pipeline/similarity/plots.py" in D.closure("stages.report", ROOT)
 
 
+def test_imports_for_type_annotations_only_are_not_deps(tmp_path):
+    (tmp_path / "pipeline").mkdir()
+    for name in ("__init__", "a", "b", "c"):
+        (tmp_path / "pipeline" / f"{name}.py").write_text("")
+    (tmp_path / "pipeline" / "m.py").write_text(
+        "from typing import TYPE_CHECKING\nimport typing\nfrom pipeline import a\n"
+        "if TYPE_CHECKING:\n    from pipeline import b\nelse:\n    from pipeline import c\n"
+        "if typing.TYPE_CHECKING:\n    import pipeline.b\n")
+    assert D.imports_of(tmp_path / "pipeline" / "m.py", tmp_path) == {"pipeline", "pipeline.a", "pipeline.c"}
+    # the similarity stage words its claims with the report's text, which names the frontier's types only
+    sim = D.closure("stages.similarity", ROOT)
+    assert "pipeline/report/text.py" in sim and "pipeline/stats/frontier.py" not in sim
+
+
 def _copy_project(tmp_path: Path) -> Path:
     for name in ("pipeline", "stages"):
         shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "assets"))

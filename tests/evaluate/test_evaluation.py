@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import urllib.error
 
 import numpy as np
@@ -228,7 +227,6 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
                  "batch_size": 10, "heldout_size": 16},
         "features": {"steps": 5, "batch_size": 32, "width": 4, "feature_dim": 8, "holdout": 50},
     })
-    start = time.perf_counter()
     run_init(params)
     run_dense(params, 1)
     run_prune(params, 1, 1)
@@ -306,4 +304,3 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     assert real_m["fid"] < noise_m["fid"] / 3
     assert real_m["fid_ci"][1] < noise_m["fid_ci"][0] and real_m["fid_inf_ci"][1] < noise_m["fid_inf_ci"][0]
     assert real_m["kid_mean"] < noise_m["kid_mean"]
-    assert time.perf_counter() - start < 60  # ~10 s on two idle cores

@@ -279,6 +279,7 @@ def test_ticket_claim_follows_the_fixed_sequence_and_is_provisional_without_conv
     from pipeline.report import findings as FD
     from pipeline.report import frontier as FR
     from pipeline.report.inputs import load_eval_table
+    from pipeline.report.text import frontier_sentence
 
     make_fake_results(tmp_path, with_optional=False)
 
@@ -291,7 +292,7 @@ def test_ticket_claim_follows_the_fixed_sequence_and_is_provisional_without_conv
     df = load_eval_table(params, tmp_path)
     row, fr = claim(params, df)
     assert row["verdict"] == "supported" and row["read_at"].startswith("round 3 (90.9 % prunable, 75.7 % of all")
-    assert fr.over_seeds.censored and "≥ 90.9 % (last round studied, not bracketed)" in fr.over_seeds.sentence
+    assert fr.over_seeds.censored and "≥ 90.9 % (last round studied, not bracketed)" in frontier_sentence(fr.over_seeds)
     # a non-inferior round after a failed one must not count: round 2 fails, round 3 would pass alone
     moved = df.copy()
     moved.loc[moved["round"] == 2, "fid"] += 45.0

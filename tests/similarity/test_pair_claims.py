@@ -13,11 +13,21 @@ import torch
 
 from pipeline.similarity.agreement import (agreement, block_of, compare_tickets, layer_type, magnitude_mask,
                                            pair_label)
-from pipeline.similarity.claims import magnitude_sentence, summarize, verdict_side
+from pipeline.report.text import magnitude_sentence, similarity_finding
+from pipeline.similarity.summary import POPULATION_PER_SEED
+from pipeline.similarity.summary import summarize as _summarize
 from pipeline.sparsity.masks import Mask
 from pipeline.stats.pairs import pair_mean
+from pipeline.stats.verdicts import side as verdict_side
 
 SEEDS = (1, 2, 3)
+
+
+def summarize(*args, **kwargs) -> dict:
+    """The summary as the similarity stage writes it: the claims plus the report's paragraph on them."""
+    out = _summarize(*args, **kwargs)
+    out["finding"] = similarity_finding(out, POPULATION_PER_SEED)
+    return out
 
 
 def _names(levels: int = 3, per_block: int = 4) -> list[str]:
@@ -205,7 +215,7 @@ def test_the_magnitude_sentence_follows_the_interval(ci, words):
 
 def test_report_row_reads_the_new_fields_and_words_the_verdict():
     from pipeline.report.findings import beyond_magnitude_sentence, similarity_findings
-    from pipeline.report.verdicts import CONTRADICTED, INCONCLUSIVE, SUPPORTED
+    from pipeline.stats.verdicts import CONTRADICTED, INCONCLUSIVE, SUPPORTED
 
     s, _ = _magnitude(0.3, seed=4)
     rows = similarity_findings(s, "kappa")

@@ -21,8 +21,18 @@ from pipeline.similarity.agreement import (METRICS, agreement, block_of, block_o
                                            compare_tickets, forward_layer_order, layer_metrics,
                                            layer_weights_from_agreement, magnitude_mask, resolution_pairs,
                                            round_fractions, start_agreement)
-from pipeline.similarity.claims import chance_corrected, summarize
+from pipeline.report.text import similarity_finding
+from pipeline.similarity.claims import chance_corrected
+from pipeline.similarity.summary import POPULATION_PER_SEED
+from pipeline.similarity.summary import summarize as _summarize
 from pipeline.ddpm.unet import build_unet
+
+
+def summarize(*args, **kwargs) -> dict:
+    """The summary as the similarity stage writes it: the claims plus the report's paragraph on them."""
+    out = _summarize(*args, **kwargs)
+    out["finding"] = similarity_finding(out, POPULATION_PER_SEED)
+    return out
 
 
 def _random_mask(n: int, density: float, seed: int) -> torch.Tensor:

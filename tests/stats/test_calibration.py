@@ -15,7 +15,7 @@ import torch
 
 from pipeline.evaluate.intervals import Reference, fid_uncertainty, frechet_distances, split_halves
 from pipeline.stats.paired import paired, paired_items_over_seeds
-from pipeline.report.verdicts import paired_difference_ci
+from pipeline.report.fid_intervals import seed_mean_ci
 
 TRIALS = 400
 LEVEL = 0.95
@@ -107,8 +107,9 @@ def test_paired_fid_difference_covers_and_the_old_formulas_do_not(fid_world, see
     new = [paired(fa[t], fb[t], ea[t], eb[t], kind="split", level=LEVEL).ci for t in range(TRIALS)]
     boot = [paired(fa[t], fb[t], ba[t], bb[t], kind="bootstrap", level=LEVEL).ci for t in range(TRIALS)]
     plain = [paired(fa[t], fb[t], level=LEVEL).ci for t in range(TRIALS)]
-    old = [paired_difference_ci(fa[t].tolist(), ba[t].std(1, ddof=1).tolist(), fb[t].tolist(),
-                                bb[t].std(1, ddof=1).tolist(), LEVEL).ci for t in range(TRIALS)]
+    # the superseded formula: per-seed differences with each run's own bootstrap SD, sqrt(b_a² + b_b²)
+    old = [seed_mean_ci((fa[t] - fb[t]).tolist(), np.hypot(ba[t].std(1, ddof=1), bb[t].std(1, ddof=1)).tolist(),
+                        LEVEL).ci for t in range(TRIALS)]
     cov_new, cov_boot, cov_plain, cov_old = (coverage(x, truth) for x in (new, boot, plain, old))
     print(f"ΔFID, {seeds} seeds: coverage split {cov_new:.3f}, joint bootstrap {cov_boot:.3f}, plain t {cov_plain:.3f}, "
           f"old seed_mean_ci {cov_old:.3f}")  # shown with pytest -rP
@@ -167,8 +168,9 @@ def test_heldout_loss_difference_paired_per_item_covers(seeds):
     loss_b = difficulty + u[1] + h_b + rng.normal(0, 0.01, (TRIALS, seeds, m))
     new = [paired_items_over_seeds(loss_a[t], loss_b[t], level=LEVEL).ci for t in range(TRIALS)]
     se = lambda x: (x.std(1, ddof=1) / np.sqrt(m)).tolist()
-    old = [paired_difference_ci(loss_a[t].mean(1).tolist(), se(loss_a[t]), loss_b[t].mean(1).tolist(),
-                                se(loss_b[t]), LEVEL).ci for t in range(TRIALS)]
+    # the superseded formula: per-seed differences, each run's own SE added as if independent
+    old = [seed_mean_ci((loss_a[t].mean(1) - loss_b[t].mean(1)).tolist(),
+                        np.hypot(se(loss_a[t]), se(loss_b[t])).tolist(), LEVEL).ci for t in range(TRIALS)]
     # one seed measures no seed variation: its interval is for that seed's own difference
     truth = beta + (u[0] - u[1])[:, 0, 0] if seeds == 1 else beta
     cov_new, cov_old = coverage(new, truth), coverage(old, truth)

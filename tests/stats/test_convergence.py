@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from pipeline.report import text as T
 from pipeline.stats.convergence import (CONVERGED, NOT_CONVERGED, dense_convergence,
                                         dense_convergence_over_seeds)
 
@@ -22,14 +23,14 @@ def test_a_still_decreasing_loss_is_not_converged():
     assert (c.step_from, c.step_to) == (750, 1000)
     assert c.relative_improvement == pytest.approx(0.03, abs=0.005)
     assert c.low < c.improvement < c.high
-    assert c.sentence.startswith("dense baseline not converged") and f"{100 * c.relative_improvement:.2f} %" in c.sentence
+    assert T.convergence_sentence(c).startswith("dense baseline not converged") and f"{100 * c.relative_improvement:.2f} %" in T.convergence_sentence(c)
 
 
 def test_a_flat_loss_is_converged():
     c = dense_convergence(curve(2, 0.0), tolerance=0.01)
     assert c.converged and c.status == CONVERGED
     assert c.relative_high < 0.01
-    assert c.sentence.startswith("dense baseline converged")
+    assert T.convergence_sentence(c).startswith("dense baseline converged")
 
 
 def test_noise_alone_does_not_make_a_run_converged():
@@ -67,17 +68,18 @@ def test_items_must_be_the_same_on_every_checkpoint():
 
 def test_over_seeds_every_seed_must_be_converged():
     ok = dense_convergence_over_seeds({1: curve(6, 0.0), 2: curve(7, 0.0)})
-    assert ok.converged and ok.n_converged == 2 and "all 2 seeds" in ok.sentence
+    assert ok.converged and ok.n_converged == 2 and "all 2 seeds" in T.seeds_convergence_sentence(ok)
     bad = dense_convergence_over_seeds({1: curve(6, 0.0), 2: curve(7, 0.03), 3: curve(8, 0.0)})
     assert not bad.converged and bad.n_converged == 2
-    assert bad.sentence.startswith("dense baseline not converged in 1 of 3 seeds") and "seed 2" in bad.sentence
+    assert T.seeds_convergence_sentence(bad).startswith("dense baseline not converged in 1 of 3 seeds") and "seed 2" in T.seeds_convergence_sentence(bad)
     assert not bad.seed(2).converged and bad.seed(1).converged
 
 
 def test_a_non_converged_baseline_makes_the_frontier_provisional():
-    from pipeline.stats.frontier import PROVISIONAL, RoundInterval, relative_margin, sparsest_non_inferior
+    from pipeline.report.text import PROVISIONAL
+    from pipeline.stats.frontier import RoundInterval, relative_margin, sparsest_non_inferior
 
     bad = dense_convergence_over_seeds({1: curve(9, 0.03)})
     f = sparsest_non_inferior([RoundInterval(1, 0.5, 0.49, 0.0, 0.5)], relative_margin(0.1, 15.0),
                               baseline_converged=bad)
-    assert f.provisional and f.sentence.startswith(PROVISIONAL)
+    assert f.provisional and T.frontier_sentence(f).startswith(PROVISIONAL)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipeline.stats.paired import (item_mean_cov, one_sample, paired, paired_items, paired_items_over_seeds,
+from pipeline.stats.paired import (item_mean_cov, one_sample, paired, paired_items_over_seeds,
                                    sampling_cov, seed_mean)
 
 
@@ -80,17 +80,6 @@ def test_split_replicates_are_uncentred_products():
         sampling_cov(e, "jackknife")
 
 
-def test_paired_items_is_the_paired_t_test():
-    rng = np.random.default_rng(2)
-    common = rng.gamma(2.0, 0.05, 500)                    # item difficulty, shared by both runs
-    a, b = common + rng.normal(0.002, 0.004, 500), common + rng.normal(0, 0.004, 500)
-    est = paired_items(a, b)
-    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
-    assert est.ci == pytest.approx((ci.low, ci.high)) and est.items == 500
-    unpaired = math.hypot(a.std(ddof=1), b.std(ddof=1)) / math.sqrt(500)
-    assert est.se < unpaired / 5                           # pairing removes the item difficulty
-
-
 def test_paired_items_over_seeds():
     rng = np.random.default_rng(3)
     d = rng.normal(0.01, 0.02, (4, 200)) + rng.normal(0, 0.02, 200)   # shared item component
@@ -101,8 +90,8 @@ def test_paired_items_over_seeds():
     assert item_mean_cov(d) == pytest.approx(cov)
     c_hat = (cov.sum() - np.trace(cov)) / 12
     assert est.se == pytest.approx(math.sqrt(means.var(ddof=1) / 4 + c_hat))
-    one = paired_items_over_seeds(base[:1] + d[:1], base[:1])
-    assert one.se == pytest.approx(paired_items(base[0] + d[0], base[0]).se)
+    one = paired_items_over_seeds(base[:1] + d[:1], base[:1])  # one seed: the per-item SE
+    assert one.se == pytest.approx((d[0]).std(ddof=1) / math.sqrt(200))
 
 
 def test_bad_shapes_are_errors():
