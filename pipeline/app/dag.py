@@ -7,6 +7,7 @@ everything downstream of them (as `dvc repro` visits them), with their upstream 
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -78,7 +79,16 @@ def from_dvc(root: Path, targets: Sequence[str] = (), force: bool = False) -> Pl
     from dvc.repo import Repo
     from dvc.stage import PipelineStage
 
-    with Repo(str(root)) as repo:
+    here = os.getcwd()
+    os.chdir(root)  # DVC names stages relative to the working directory; the stages run in root
+    try:
+        return _plan(Repo, nx, PipelineStage, targets, force)
+    finally:
+        os.chdir(here)
+
+
+def _plan(Repo, nx, PipelineStage, targets: Sequence[str], force: bool) -> Plan:
+    with Repo(".") as repo:
         graph = repo.index.graph  # edges run from a stage to the stages whose outputs it reads
         if targets:
             chosen: set = set()
@@ -91,5 +101,7 @@ def from_dvc(root: Path, targets: Sequence[str] = (), force: bool = False) -> Pl
         names = [s.addressing for s in stages]
         edges = [(s.addressing, u.addressing) for s in stages for u in graph.successors(s)
                  if isinstance(u, PipelineStage)]
-        changed = set() if force else set(repo.status(targets=names))
+        # one status of the whole repository: per-target status re-collects the graph for every
+        # target (minutes for a hundred stages)
+        changed = set() if force else set(repo.status()) & set(names)
     return from_graph(names, edges, changed, force=force)
