@@ -56,6 +56,25 @@ def test_pruned_weights_stay_exactly_zero_and_the_survivors_train(tiny):
     assert survivors_unmoved(start, result.ema, mask) == []
 
 
+def test_mask_factors_take_the_channels_last_strides_of_the_parameters(tiny, monkeypatch):
+    """train() makes the weights channels_last; factors with other strides would push every
+    _foreach_mul_ of the mask off its fused fast path."""
+    params, model, diffusion, data = tiny_setup(tiny)
+    mask = prune_round(dict(model.named_parameters()), Mask.dense(model), "uniform", 0.5)
+    bound = []
+    bind = Mask.bind
+    monkeypatch.setattr(Mask, "bind", lambda self, net: bound.append(bind(self, net)) or bound[-1])
+    train(model, diffusion, data, params.train, steps=2, seed=1, mask=mask, progress=False)
+    assert len(bound) == 2, "model and EMA copy"
+    convs = 0
+    for b in bound:
+        for p, f in zip(b.params, b.factors):
+            assert f.stride() == p.stride() and f.shape == p.shape and f.dtype == p.dtype
+            convs += p.dim() == 4 and not p.is_contiguous()
+        assert all(torch.equal(f.bool(), mask[n]) for n, f in zip(mask, b.factors))
+    assert convs > 0, "the conv weights are channels_last, so the check bites"
+
+
 def first_round_pruned(tiny, tmp_path, monkeypatch):
     """Run the init, dense (seed 1) and round-1 prune stages in `tmp_path`; return their params."""
     monkeypatch.chdir(tmp_path)
