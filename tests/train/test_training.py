@@ -129,6 +129,24 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
     assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
 
 
+def test_compile_is_decided_from_the_whole_run_not_what_a_resume_has_left(tiny, tmp_path, monkeypatch):
+    from pipeline.train import loop
+
+    asked = []
+    real = loop.maybe_compile
+    monkeypatch.setattr(loop, "maybe_compile", lambda *a, **kw: asked.append(kw["work"]) or real(*a, **kw))
+    params, model, diffusion, data = tiny_setup(tiny)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt = tmp_path / "ck.pt"
+    train(model, diffusion, data, params.train, steps=6, seed=2, start_step=1, checkpoint=ckpt, fingerprint="f",
+          progress=False, stop_after=5)
+    model.load_state_dict(start)
+    resumed = train(model, diffusion, data, params.train, steps=6, seed=2, start_step=1, checkpoint=ckpt,
+                    fingerprint="f", progress=False)
+    assert resumed.resumed_from == 4
+    assert asked == [5 * params.train.batch_size] * 2
+
+
 def test_mask_and_adam_state_survive_a_resume(tiny, tmp_path):
     """A pruned run killed mid-way and resumed ends bit-identical to an uninterrupted one: weights,
     EMA and Adam's moments, with the pruned positions zero in all of them."""
