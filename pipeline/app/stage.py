@@ -1,6 +1,7 @@
 """Entry glue for stages/: load params, run, and turn bad input into one clear line (exit 2).
 
-Bad params (ConfigError) and unusable input artifacts (ArtifactError) exit 2; a training run whose
+Bad params (ConfigError), unusable input artifacts (ArtifactError) and a rank or device request
+that cannot be met (LaunchError, LTH_REQUIRE_CUDA=1 without CUDA) exit 2; a training run whose
 loss or weights turn non-finite (NonFiniteError) exits 3; a full disk exits 1. None of them prints a
 traceback.
 """
@@ -42,6 +43,7 @@ def run_stage(fn: Callable[..., None], *int_args: str, text: tuple[str, ...] = (
     except ValueError:
         sys.exit(f"error: arguments {' '.join(int_args)} must be integers, got {' '.join(argv[len(text):])}")
     try:
+        distributed.require_cuda_if_asked()  # before anything slow
         params: Params = load_params()  # validate before launching any rank
         if data_parallel:
             distributed.relaunch_if_requested(_stage_module(), argv)
