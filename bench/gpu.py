@@ -5,6 +5,10 @@ under 8); `--size tiny` runs the same code on the CPU in seconds (CI does).
     python bench/gpu.py                          # paper U-Net, bf16, batch 256, DDIM-100 at batch 1000
     python bench/gpu.py --batch 128 --sample-batch 500
     python bench/gpu.py --size tiny              # default on the CPU: a smoke run of the same code
+    LTH_REQUIRE_CUDA=1 python bench/gpu.py       # exit 2 at once if CUDA is unusable
+
+Without CUDA it refuses --size paper (exit 2). Each row says what ran: compiled, eager, or eager
+because the compile fell back (a missing C compiler or Python headers, a Triton error).
     python bench/gpu.py --json bench.json        # also write the numbers
 
 It times the pipeline's own loop (pipeline.train.loop.train, sample_images), so the numbers are what
@@ -29,8 +33,9 @@ from pipeline.core.config import DiffusionConfig, ModelConfig, TrainConfig  # no
 from pipeline.ddpm.diffusion import Diffusion, sample_images  # noqa: E402
 from pipeline.sparsity.masks import Mask  # noqa: E402
 from pipeline.sparsity.pruning import prune_round  # noqa: E402
-from pipeline.train.loop import train
+from pipeline.train.loop import train  # noqa: E402
 from pipeline.runtime.device import pick_device  # noqa: E402
+from pipeline.runtime.distributed import LaunchError, cuda_missing_reason, require_cuda_if_asked  # noqa: E402
 from pipeline.ddpm.unet import build_unet  # noqa: E402
 
 MODELS = {
@@ -73,6 +78,29 @@ def compile_env(value: str):
             os.environ[ENV_COMPILE] = old
 
 
+@contextlib.contextmanager
+def watch_compiles():
+    """Every CompiledOrEager the loop and the sampler make while inside; `ran_compiled(runners)` then
+    says whether they really ran compiled (a failed compile falls back to eager with a warning)."""
+    import pipeline.ddpm.diffusion as diffusion_mod
+    import pipeline.train.loop as loop_mod
+
+    runners, saved = [], (loop_mod.maybe_compile, diffusion_mod.maybe_compile)
+
+    def spy(*args, **kwargs):
+        runners.append(saved[0](*args, **kwargs))
+        return runners[-1]
+    loop_mod.maybe_compile = diffusion_mod.maybe_compile = spy
+    try:
+        yield runners
+    finally:
+        loop_mod.maybe_compile, diffusion_mod.maybe_compile = saved
+
+
+def ran_compiled(runners) -> bool:
+    return bool(runners) and all(r.is_compiled for r in runners)
+
+
 def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -105,9 +133,10 @@ def time_training(cfg, channels, size, batch, steps, mask_sparsity, compiled, de
                 torch.cuda.synchronize()
             marks[step] = time.perf_counter()
 
-    with compile_env("1" if compiled else "0"):
+    with compile_env("1" if compiled else "0"), watch_compiles() as runners:
         train(model, diffusion, data, tcfg, steps=2 * steps, seed=0, mask=mask, progress=False, after_step=clock)
-    return {"img_s": steps * batch / (marks[2 * steps] - marks[steps]), "peak_gib": _peak_gib(device)}
+    return {"img_s": steps * batch / (marks[2 * steps] - marks[steps]), "peak_gib": _peak_gib(device),
+            "compiled": ran_compiled(runners)}
 
 
 def time_sampling(cfg, channels, size, batch, steps, compiled, device) -> dict:
@@ -116,19 +145,36 @@ def time_sampling(cfg, channels, size, batch, steps, compiled, device) -> dict:
     diffusion = Diffusion(DiffusionConfig(), device)
     shape = (channels, size, size)
     _reset_peak(device)
-    with compile_env("1" if compiled else "0"):
+    with compile_env("1" if compiled else "0"), watch_compiles() as runners:
         sample_images(diffusion, model, batch, shape, 2, batch, seed=0, progress=False)  # warm-up / compile
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         sample_images(diffusion, model, batch, shape, steps, batch, seed=1, progress=False)  # ends on a host copy
         seconds = time.perf_counter() - start
-    return {"img_s": batch / seconds, "peak_gib": _peak_gib(device)}
+    return {"img_s": batch / seconds, "peak_gib": _peak_gib(device), "compiled": ran_compiled(runners)}
+
+
+def ran_label(asked_compiled: bool, result: dict) -> str:
+    """What a row measured: 'compiled', 'eager', or 'eager (compile fell back)'."""
+    if result["compiled"]:
+        return "compiled"
+    return "eager (compile fell back)" if asked_compiled else "eager"
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = pick_device()
+    try:
+        require_cuda_if_asked()
+    except LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)
+    if args.size == "paper" and device.type != "cuda":
+        # the 35 M U-Net on a CPU would run for hours and print numbers nobody wants
+        print(f"error: --size paper needs CUDA ({cuda_missing_reason()}; torch.version.cuda="
+              f"{torch.version.cuda}); use --size tiny for a CPU smoke run", file=sys.stderr)
+        raise SystemExit(2)
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     else:
@@ -148,24 +194,28 @@ def main(argv=None) -> dict:
     results: dict = {"device": name, "torch": torch.__version__, "model": args.size, "parameters": n_params,
                      "batch": args.batch, "sample_batch": args.sample_batch, "sample_steps": args.sample_steps,
                      "sparsity": args.sparsity, "train": {}, "sampling": {}}
-    print(f"\n{'training':<22} {'batch':>6} {'img/s':>10} {'peak GiB':>9}")
+    # rows are keyed by the mode asked for and labelled by what ran (a failed compile runs eagerly)
+    print(f"\n{'training':<40} {'batch':>6} {'img/s':>10} {'peak GiB':>9}")
     for compiled in modes:
         kind = "compiled" if compiled else "eager"
         for label, sparsity in (("dense", 0.0), (f"masked {args.sparsity:.0%}", args.sparsity)):
             r = time_training(cfg, channels, size, args.batch, args.steps, sparsity, compiled, device)
+            r["ran"] = ran_label(compiled, r)
             results["train"][f"{kind} {label.split()[0]}"] = r
             peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
-            print(f"{kind + ' ' + label:<22} {args.batch:>6} {r['img_s']:>10.1f} {peak:>9}", flush=True)
-        d, m = results["train"][f"{kind} dense"]["img_s"], results["train"][f"{kind} masked"]["img_s"]
-        results["train"][f"{kind} masked/dense step time"] = d / m
-        print(f"{kind + ' masked/dense step time':<34} {d / m:>10.3f}")
-    print(f"\n{'sampling (DDIM-' + str(args.sample_steps) + ')':<22} {'batch':>6} {'img/s':>10} {'peak GiB':>9}")
+            print(f"{r['ran'] + ' ' + label:<40} {args.batch:>6} {r['img_s']:>10.1f} {peak:>9}", flush=True)
+        dense, masked = results["train"][f"{kind} dense"], results["train"][f"{kind} masked"]
+        results["train"][f"{kind} masked/dense step time"] = dense["img_s"] / masked["img_s"]
+        ran = dense["ran"] if dense["ran"] == masked["ran"] else f"{dense['ran']} / {masked['ran']}"
+        print(f"{ran + ' masked/dense step time':<52} {dense['img_s'] / masked['img_s']:>10.3f}")
+    print(f"\n{'sampling (DDIM-' + str(args.sample_steps) + ')':<40} {'batch':>6} {'img/s':>10} {'peak GiB':>9}")
     for compiled in modes:
         kind = "compiled" if compiled else "eager"
         r = time_sampling(cfg, channels, size, args.sample_batch, args.sample_steps, compiled, device)
+        r["ran"] = ran_label(compiled, r)
         results["sampling"][kind] = r
         peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
-        print(f"{kind:<22} {args.sample_batch:>6} {r['img_s']:>10.1f} {peak:>9}", flush=True)
+        print(f"{r['ran']:<40} {args.sample_batch:>6} {r['img_s']:>10.1f} {peak:>9}", flush=True)
     if args.size == "paper":
         print("\n" + ANCHORS)
     if args.json is not None:

@@ -11,12 +11,13 @@ from pipeline.app.stage import run_stage
 from pipeline.core import paths
 from pipeline.core.config import Params
 from pipeline.core.io import save_json, save_torch
+from pipeline.runtime import distributed
 from pipeline.sparsity.controls import control_start
 from pipeline.train.recipe import train_masked
 
 
-def run_control(params: Params, kind: str, seed: int, k: int) -> None:
-    # reads no controls.* or imp.* param: listing another round or kind leaves this control cached
+def write_start(params: Params, kind: str, seed: int, k: int) -> None:
+    """The control's mask and start weights, written where train_masked reads them."""
     mask, state = control_start(params, kind, seed, k)
     out = paths.control_dir(kind, seed, k)
     save_torch(mask.state_dict(), out / "mask.pt")
@@ -25,17 +26,24 @@ def run_control(params: Params, kind: str, seed: int, k: int) -> None:
     save_json(report, out / "mask.json")
     save_torch(state, out / "weights.pt")
     rewind = "reinit" if kind == "reinit" else params.rewind.mode
-    # reinit has no trained weights to continue from: it gets the dense run's whole budget from step 0
-    # (warm-up included), so the ticket is not credited with the k dense steps its start had
-    start = params.start_step(rewind)
-    save_json({"kind": kind, "mode": rewind, "start_step": start, "seed": seed, "round": k},
+    save_json({"kind": kind, "mode": rewind, "start_step": params.start_step(rewind), "seed": seed, "round": k},
               out / "rewind.json")
     tqdm.write(f"control {kind} seed {seed} round {k}: {report['kept']:,}/{report['total']:,} prunable "
                f"weights kept, start weights: {rewind}")
+
+
+def run_control(params: Params, kind: str, seed: int, k: int) -> None:
+    # reads no controls.* or imp.* param: listing another round or kind leaves this control cached
+    out = paths.control_dir(kind, seed, k)
+    # under torchrun rank 0 writes the start, the other ranks then read it like a ticket's
+    distributed.main_first(lambda: write_start(params, kind, seed, k))
+    # reinit has no trained weights to continue from: it gets the dense run's whole budget from step 0
+    # (warm-up included), so the ticket is not credited with the k dense steps its start had
+    start = params.start_step("reinit" if kind == "reinit" else params.rewind.mode)
     train_masked(params, seed, out / "mask.pt", out / "weights.pt", paths.control_train_dir(kind, seed, k),
                  paths.control_checkpoint_path(kind, seed, k), tag=f"control-{kind}-{k}", start_step=start,
                  desc=f"control {kind} seed {seed} round {k}", round=k, kind=kind)
 
 
 if __name__ == "__main__":
-    run_stage(run_control, "seed", "k", text=("kind",))
+    run_stage(run_control, "seed", "k", text=("kind",), data_parallel=True)

@@ -15,4 +15,4 @@ def run_eval_control(params: Params, kind: str, seed: int, k: int) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(run_eval_control, "seed", "k", text=("kind",))
+    run_stage(run_eval_control, "seed", "k", text=("kind",), data_parallel=True)

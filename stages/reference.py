@@ -18,7 +18,7 @@ from pipeline.ddpm.data import load_uint8
 from pipeline.evaluate.features import extract_features, make_extractor
 from pipeline.evaluate.fid import fid_statistics
 from pipeline.evaluate.reference import data_sha256, extractor_digest, heldout_floor, real_floor
-from pipeline.runtime.device import configure_threads
+from pipeline.runtime.device import configure_threads, pick_device
 
 
 def run_reference(params: Params) -> None:
@@ -30,7 +30,8 @@ def run_reference(params: Params) -> None:
     stats = fid_statistics(feats)
     floor = real_floor(params, feats, stats)
     held_images, _ = load_uint8(params.data, train=False)
-    floor.update(heldout_floor(params, extract_features(extractor, held_images, params.eval.batch_size), stats))
+    floor.update(heldout_floor(params, extract_features(extractor, held_images, params.eval.batch_size), stats,
+                               device=pick_device()))  # the intervals' matrix work on the GPU when there is one
     save_torch({"features": feats, "mu": torch.from_numpy(stats["mu"]), "sigma": torch.from_numpy(stats["sigma"])},
                paths.reference_dir() / "stats.pt")
     info = {"feature_extractor": extractor.name, "feature_layer": extractor.layer,

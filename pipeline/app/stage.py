@@ -1,17 +1,19 @@
 """Entry glue for stages/: load params, run, and turn bad input into one clear line (exit 2).
 
 Bad params (ConfigError), unusable input artifacts (ArtifactError) and runtime requests that cannot
-be met (LaunchError) exit 2; a training run whose loss or weights turn non-finite (NonFiniteError)
-exits 3; a full disk exits 1. None of them prints a traceback.
+be met (LaunchError: ranks, threads, LTH_REQUIRE_CUDA=1 without CUDA) exit 2; a training run whose
+loss or weights turn non-finite (NonFiniteError) exits 3; a full disk exits 1. None of them prints a
+traceback.
 
 The glue loads only the typed config: every stage pays for what it uses and no more (a report
 stage never imports torch through here), and a stage's code deps stay its own. The rules that need
-the U-Net's shapes run in the stages that prune (`pipeline.sparsity.rules.check_prunable`), in
-`lth-diffusion check` and before `lth-diffusion repro` starts anything.
+the U-Net's shapes run in the stages that prune (`pipeline.sparsity.rules`), in `lth-diffusion check`
+and before `lth-diffusion repro` starts anything.
 """
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from typing import Callable
 
@@ -46,6 +48,10 @@ def run_stage(fn: Callable[..., None], *int_args: str, text: tuple[str, ...] = (
         sys.exit(f"error: arguments {' '.join(int_args)} must be integers, got {' '.join(argv[len(text):])}")
     distributed = None
     try:
+        if os.environ.get("LTH_REQUIRE_CUDA", "").strip():
+            from pipeline.runtime import distributed
+
+            distributed.require_cuda_if_asked()  # before anything slow
         params: Params = load_params()  # validate before launching any rank
         if data_parallel:
             from pipeline.runtime import distributed

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.core.config import ConfigError, DataConfig
+from pipeline.runtime import distributed
 
 TORCHVISION = {"mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
@@ -61,7 +62,8 @@ def _torchvision(cfg: DataConfig, train: bool) -> tuple[np.ndarray, np.ndarray]:
 
     cls = getattr(torchvision.datasets, TORCHVISION[cfg.dataset])
     try:
-        ds = cls(root=cfg.root, train=train, download=cfg.download)
+        # under torchrun rank 0 downloads while the others wait, then they read its files
+        ds = distributed.in_turn(lambda first: cls(root=cfg.root, train=train, download=cfg.download and first))
     except RuntimeError as err:
         raise ConfigError(
             f"data.dataset = '{cfg.dataset}' not found under data.root = '{cfg.root}' ({err}). "

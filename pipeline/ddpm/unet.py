@@ -27,6 +27,35 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([args.sin(), args.cos()], dim=-1)
 
 
+class BatchDropout(nn.Module):
+    """Dropout whose mask for sample i of the global batch does not depend on how that batch is
+    split over data-parallel ranks, like the loop's noise: each call draws the mask of the whole
+    global batch from the device's RNG (the loop seeds it per (seed, step), the same on every rank)
+    and keeps this rank's rows. Without `rows` (set by `set_dropout_rows`), plain dropout."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.rows: tuple[int, int, int] | None = None  # (global batch, lo, hi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.rows is None or self.rows[2] - self.rows[1] != x.shape[0]:
+            return F.dropout(x, self.p, training=True)
+        batch, lo, hi = self.rows
+        keep = torch.rand((batch, *x.shape[1:]), device=x.device)[lo:hi] >= self.p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
+def set_dropout_rows(model: nn.Module, rows: tuple[int, int, int] | None) -> None:
+    """Tell every BatchDropout of `model` the global batch and this rank's rows [lo, hi) of it
+    (None: back to plain dropout)."""
+    for module in model.modules():
+        if isinstance(module, BatchDropout):
+            module.rows = rows
+
+
 class ResBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, time_dim: int, dropout: float, groups: int):
         super().__init__()
@@ -34,7 +63,7 @@ class ResBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.time_proj = nn.Linear(time_dim, out_ch)
         self.norm2 = nn.GroupNorm(groups, out_ch)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = BatchDropout(dropout)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
@@ -57,7 +86,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)
-        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+        q, k, v = q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)
+        if x.is_cuda and q.stride(-1) != 1:
+            # CUDA's fused SDPA kernels (flash, memory-efficient) need a unit last stride: channels-last
+            # training has it, a contiguous (NCHW) eval model needs a copy. Not on the CPU, where the
+            # copy changes the kernel's rounding (1e-6) and so the committed samples' bytes
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        out = F.scaled_dot_product_attention(q, k, v).squeeze(1)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 

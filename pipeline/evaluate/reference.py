@@ -44,21 +44,23 @@ def real_floor(params: Params, feats: torch.Tensor, stats: dict) -> dict:
             "kid_real_floor_mean": kid_mean, "kid_real_floor_std": kid_std}
 
 
-def fid_interval(params: Params, ref: Reference, feats: torch.Tensor):
+def fid_interval(params: Params, ref: Reference, feats: torch.Tensor, device: torch.device | str | None = None):
+    """FID with its interval and FID_inf, the matrix work on `device` (default: the CPU)."""
     ev = params.eval
     return fid_uncertainty(ref, feats, resamples=ev.fid_bootstrap, level=ev.fid_ci_level, inf_sizes=ev.fid_inf_sizes,
                            inf_subsets=ev.fid_inf_subsets, inf_min_fraction=ev.fid_inf_min_fraction,
-                           inf_resamples=ev.fid_inf_bootstrap, seed=ev.seed, splits=ev.fid_splits)
+                           inf_resamples=ev.fid_inf_bootstrap, seed=ev.seed, splits=ev.fid_splits, device=device)
 
 
-def heldout_floor(params: Params, held_feats: torch.Tensor, stats: dict) -> dict:
+def heldout_floor(params: Params, held_feats: torch.Tensor, stats: dict,
+                  device: torch.device | str | None = None) -> dict:
     """FID of real images the reference has never seen (held-out split), up to eval.num_samples of
     them, with the same interval and FID_inf as every eval: what a perfect generator scores."""
     n = min(params.eval.num_samples, len(held_feats))
     if not 2 <= round(params.eval.fid_inf_min_fraction * n) < n:
         return {}  # too few held-out images for the FID_inf fit
     idx = torch.randperm(len(held_feats), generator=torch.Generator().manual_seed(params.eval.seed))[:n]
-    spread = fid_interval(params, Reference.from_statistics(stats["mu"], stats["sigma"]), held_feats[idx])
+    spread = fid_interval(params, Reference.from_statistics(stats["mu"], stats["sigma"]), held_feats[idx], device)
     return {"heldout_floor_num_samples": n, "fid_heldout_floor": spread.fid,
             "fid_heldout_floor_ci": spread.fid_ci, "fid_inf_heldout_floor": spread.fid_inf,
             "fid_inf_heldout_floor_ci": spread.fid_inf_ci}

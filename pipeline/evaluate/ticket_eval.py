@@ -90,7 +90,8 @@ def evaluate_net(params: Params, seed: int, k: int, control: str | None = None) 
     fid = fid_from_statistics(ref_stats, fid_statistics(feats))
     kid_mean, kid_std = kid(ref["features"], feats, params.eval.kid_subset_size, seed=params.eval.seed)
     ev = params.eval
-    spread = fid_interval(params, Reference.from_statistics(ref_stats["mu"], ref_stats["sigma"]), feats)
+    # the intervals' hundreds of Fréchet distances run on this rank's GPU when it has one
+    spread = fid_interval(params, Reference.from_statistics(ref_stats["mu"], ref_stats["sigma"]), feats, device)
 
     kind = control or ("ticket" if k else "dense")
     rewind = ("reinit" if control == "reinit" else params.rewind.mode) if k else "none"

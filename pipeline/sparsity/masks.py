@@ -110,6 +110,11 @@ class Mask:
         return cls(dict(state))
 
 
+def strided_like(mask: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """`mask` as a 0/1 tensor of `param`'s device, dtype and strides (memory format)."""
+    return torch.empty_like(param, memory_format=torch.preserve_format).copy_(mask)
+
+
 class BoundMask:
     """A mask tied to one model's parameters, enforced with fused foreach kernels on their device."""
 
@@ -119,7 +124,9 @@ class BoundMask:
         if missing:
             raise KeyError(f"mask names parameters the model lacks: {missing[:3]}")
         self.params = [params[n] for n in mask]
-        self.factors = [mask[n].to(device=p.device, dtype=p.dtype) for n, p in zip(mask, self.params)]
+        # factors take the parameters' strides (channels_last after train()'s conversion): with
+        # mixed strides _foreach_mul_ leaves its fused fast path for one kernel per tensor
+        self.factors = [strided_like(mask[n], p) for n, p in zip(mask, self.params)]
 
     @torch.no_grad()
     def apply_(self) -> None:

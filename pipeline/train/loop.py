@@ -9,8 +9,8 @@ first bad step is tracked on the device and read at the once-per-log-window sync
 checkpoint, so the last good checkpoint is never overwritten by a NaN state.
 
 Data parallel (torchrun, see distributed.py): every rank draws the whole global batch's indices,
-flips, timesteps and noise from the (seed, step) stream and trains on its own slice, so 1, 2 or 8
-ranks see the same examples; DDP averages the gradients, so the weights stay identical on every rank
+flips, timesteps, noise and dropout masks from the (seed, step) stream and trains on its own slice,
+so 1, 2 or 8 ranks see the same examples; DDP averages the gradients, so the weights stay identical on every rank
 and the masks are enforced the same way everywhere. Only rank 0 writes checkpoints and progress.
 
 Late rewinding continues the dense run: a retrain from theta_k starts at step k (`start_step`), so
@@ -37,6 +37,7 @@ from pipeline.runtime.compiling import TRAIN_IMAGES_WORTH_COMPILING, maybe_compi
 from pipeline.core.errors import ArtifactError, NonFiniteError
 from pipeline.core.config import TrainConfig
 from pipeline.ddpm.diffusion import Diffusion
+from pipeline.ddpm.unet import set_dropout_rows
 from pipeline.core.io import load_torch, save_torch
 from pipeline.sparsity.masks import Mask
 
@@ -189,7 +190,9 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     if world > 1:
         # the U-Net has no buffers, so DDP's defaults add no per-step sync
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    runner = maybe_compile(net, device, desc, work=(steps - start) * cfg.batch_size,
+    # decided from the whole run, not what is left of it: a run resumed near its end takes the
+    # same path (compiled or eager) as it started on
+    runner = maybe_compile(net, device, desc, work=(steps - start_step) * cfg.batch_size,
                            worth=TRAIN_IMAGES_WORTH_COMPILING)
 
     def forward_backward(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -217,6 +220,8 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                                  f"stopped, nothing saved (last good checkpoint kept)")
     window, t_window = 0, time.perf_counter()
     model.train()
+    # dropout masks, like the noise, are drawn for the whole global batch and sliced
+    set_dropout_rows(model, (cfg.batch_size, lo, hi))
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", disable=not (progress and main),
                dynamic_ncols=True, mininterval=1.0)
     shape = (cfg.batch_size, *data.shape[1:])
@@ -269,6 +274,7 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
             break
     bar.close()
     stop_if_non_finite(done if steps > start else start)
+    set_dropout_rows(model, None)
     model.eval()
     return TrainResult(model=model, ema=ema, history=history, snapshots=snapshots, ema_snapshots=ema_snapshots,
                        resumed_from=start)

@@ -192,3 +192,23 @@ def test_ddim_with_eta_and_exact_denoiser_samples_the_data_marginal(eta):
     assert abs(out.mean().item() - mu) < 0.01
     # discretisation drops Var(x0 | x_t) from each step: ~3 % low at 1000 steps
     assert abs(out.var().item() / s**2 - 1) < 0.06, out.var().item()
+
+
+def test_batch_dropout_slices_the_global_batch_mask():
+    """A rank's rows of a dropout layer see the masks that 1 process gives those samples."""
+    from pipeline.ddpm.unet import BatchDropout, set_dropout_rows
+
+    x = torch.randn(7, 4, 3, 3) + 5.0  # no exact zeros before dropout
+    drop = BatchDropout(0.3).train()
+    set_dropout_rows(drop, (7, 0, 7))
+    torch.manual_seed(4)
+    whole = drop(x)
+    dropped = (whole == 0).float().mean().item()
+    assert 0.15 < dropped < 0.45 and torch.allclose(whole[whole != 0], (x / 0.7)[whole != 0])
+    for lo, hi in ((0, 4), (4, 7)):
+        set_dropout_rows(drop, (7, lo, hi))
+        torch.manual_seed(4)
+        torch.testing.assert_close(drop(x[lo:hi]), whole[lo:hi], rtol=0, atol=0)
+    assert torch.equal(drop.eval()(x), x), "identity in eval"
+    set_dropout_rows(drop, None)
+    assert (drop.train()(x) == 0).any(), "plain dropout without rows"

@@ -143,3 +143,37 @@ def test_interval_at_n_is_truncated_at_zero():
     (lo, hi), sd = interval_at_n(0.3, np.array([1.0, -1.0, 1.0, -1.0]), 0.95)
     assert sd == 1.0 and lo == 0.0 and hi == pytest.approx(0.3 + 1.959964, abs=1e-6)
     assert centred_interval(0.1, np.array([2.0, 2.5, 3.0, 10.0]), 0.95)[0] == 0.0
+
+
+def _uncertainty(ref, feats, device=None):
+    return fid_uncertainty(ref, feats, resamples=20, level=0.9, inf_sizes=3, inf_subsets=4, inf_min_fraction=0.5,
+                           inf_resamples=5, seed=3, splits=10, device=device)
+
+
+def test_intervals_on_a_named_device_equal_the_default_and_every_distance_goes_there(monkeypatch):
+    """device='cpu' is the default path, byte for byte; the device reaches every Fréchet distance
+    (on a GPU node that puts an eval's hundreds of 2048-d matrix problems on the GPU)."""
+    import pipeline.evaluate.intervals as intervals
+
+    ref, generator_params, _ = gaussian_pair(12, seed=4)
+    feats = draw(generator_params, 90, torch.Generator().manual_seed(5))
+    default = _uncertainty(ref, feats)
+    seen = []
+    inner = intervals._frechet_distances
+    monkeypatch.setattr(intervals, "_frechet_distances", lambda r, x, w, *a: seen.append((x.device, w.device, r.mu.device))
+                        or inner(r, x, w, *a))
+    named = _uncertainty(ref, feats, device="cpu")
+    assert named == default
+    assert len(seen) == 4 and set(seen) == {(torch.device("cpu"),) * 3}, "full, bootstrap, splits, FID_inf refits"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_intervals_on_cuda_equal_the_cpu_result_to_float_tolerance():
+    ref, generator_params, _ = gaussian_pair(64, seed=6)
+    feats = draw(generator_params, 400, torch.Generator().manual_seed(7))
+    cpu, cuda = _uncertainty(ref, feats), _uncertainty(ref, feats, device="cuda")
+    assert cuda.fid == pytest.approx(cpu.fid, rel=1e-9)
+    np.testing.assert_allclose(cuda.replicates, cpu.replicates, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cuda.split_errors, cpu.split_errors, rtol=1e-3, atol=1e-4)
+    assert cuda.fid_inf == pytest.approx(cpu.fid_inf, rel=1e-4, abs=1e-4)
+    np.testing.assert_allclose(cuda.fid_ci, cpu.fid_ci, rtol=1e-4, atol=1e-4)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -22,14 +23,16 @@ from pipeline.sparsity.masks import Mask
 from pipeline.sparsity.pruning import prune_round
 
 STEPS, STOP_AFTER = 6, 3
+DROPOUT = 0.1  # the GPU presets' rate
 SAMPLES = dict(n=7, shape=(1, 8, 8), steps=3, batch_size=2, seed=5)
 
 
-def setup():
+def setup(dropout: float = 0.0):
     """(params, start weights, mask, diffusion, data): identical on every rank and in the test."""
     # batch 7 over 2 ranks: shares of 4 and 3 test the weighting of uneven slices
     params = parse_params(merge(TINY, {"train": {"batch_size": 7, "lr": 0.01, "warmup_steps": 0,
-                                                 "checkpoint_every": 2, "log_every": 1}}))
+                                                 "checkpoint_every": 2, "log_every": 1},
+                                       "model": {"dropout": dropout}}))
     torch.manual_seed(0)
     model = tickets.new_model(params)
     mask = prune_round(dict(model.named_parameters()), Mask.dense(model), "uniform", 0.7)
@@ -69,11 +72,22 @@ def main(out: Path) -> None:
     distributed.all_reduce_sum(torch.zeros(1))  # every rank past the kill before anyone resumes
     resumed, _ = run(params, start, mask, diffusion, data, checkpoint=ckpt)
     images = sample_images(diffusion, full.ema, progress=False, **SAMPLES)
+    dropout, _ = run(*setup(dropout=DROPOUT))
+    marker = out / "fetched"
+
+    def fetch(first: bool) -> tuple[bool, bool]:
+        if distributed.rank() == 0:
+            time.sleep(0.5)  # a slow download: the others must wait for it
+            marker.write_text("done")
+        return first, marker.exists()
+    turn = distributed.in_turn(fetch)
     torch.save({"rank": rank, "world": distributed.world_size(), "digests": digests,
                 "model": full.model.state_dict(), "ema": full.ema.state_dict(),
                 "loss": [h["loss"] for h in full.history], "resumed_from": resumed.resumed_from,
                 "resumed_model": resumed.model.state_dict(), "resumed_loss": [h["loss"] for h in resumed.history],
-                "checkpoint_writes": writes, "images": images}, out / f"rank{rank}.pt")
+                "checkpoint_writes": writes, "images": images, "in_turn": turn,
+                "dropout_model": dropout.model.state_dict(), "dropout_loss": [h["loss"] for h in dropout.history]},
+               out / f"rank{rank}.pt")
     distributed.shutdown()
 
 

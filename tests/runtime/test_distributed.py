@@ -76,6 +76,26 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks):
         assert_same_training(rank["model"], ref.model.state_dict(), lr, ddp_worker.STEPS)
 
 
+def test_two_ranks_match_one_process_at_dropout(two_ranks):
+    """Dropout masks are drawn for the whole global batch and sliced like the noise: 2 ranks at the
+    GPU presets' dropout 0.1 train what 1 process trains (ranks reseeding alike used to share masks)."""
+    ranks, single = two_ranks
+    params, start, mask, diffusion, data = ddp_worker.setup(dropout=ddp_worker.DROPOUT)
+    ref, _ = ddp_worker.run(params, start, mask, diffusion, data)
+    without = single["result"]
+    assert [h["loss"] for h in ref.history] != pytest.approx([h["loss"] for h in without.history], rel=1e-3), \
+        "dropout changes the run, so the check bites"
+    for rank in ranks:
+        assert rank["dropout_loss"] == pytest.approx([h["loss"] for h in ref.history], rel=1e-5)
+        assert_same_training(rank["dropout_model"], ref.model.state_dict(), params.train.lr, ddp_worker.STEPS)
+
+
+def test_rank0_fetches_first_while_the_others_wait(two_ranks):
+    ranks, _ = two_ranks
+    # rank 0 may download and finished before rank 1 (same machine) looked, without downloading
+    assert [r["in_turn"] for r in ranks] == [(True, True), (False, True)]
+
+
 def test_pruned_weights_stay_zero_on_every_rank(two_ranks):
     ranks, single = two_ranks
     mask = single["mask"]
@@ -244,3 +264,62 @@ def test_eval_stage_on_two_ranks_writes_the_metrics_of_one(tiny_raw, tmp_path, m
     assert two.keys() == one.keys()
     for key, value in one.items():
         assert two[key] == (pytest.approx(value, rel=1e-4, abs=1e-6) if isinstance(value, float) else value), key
+
+
+def test_control_and_its_eval_run_data_parallel_like_a_ticket(tiny_raw, tmp_path, monkeypatch):
+    """LTH_NPROC_PER_NODE=2: the control stage relaunches on 2 gloo ranks, rank 0 alone writes its
+    start and outputs, and the trained control equals a single-process one; its eval runs on 2
+    ranks too and writes the metrics of one."""
+    import json
+
+    from pipeline.app.params import parse_params
+    from stages.control import run_control
+    from stages.eval_control import run_eval_control
+    from stages.features import run_features
+    from stages.prune import run_prune
+    from stages.reference import run_reference
+
+    params = parse_params(tiny_raw)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    run_init(params)
+    run_dense(params, 1)
+    run_prune(params, 1, 1)
+    run_features(params)
+    run_reference(params)
+    run_control(params, "random", 1, 1)
+    run_eval_control(params, "random", 1, 1)
+    out, ev = paths.control_dir("random", 1, 1), paths.control_eval_dir("random", 1, 1)
+    one = load_torch(out / "train" / "model.pt")
+    one_metrics = json.loads((ev / "metrics.json").read_text())
+    start = {name: (out / name).read_bytes() for name in ("mask.pt", "weights.pt", "mask.json", "rewind.json")}
+    for name in (*start, "train/model.pt", "train/loss.csv"):
+        (out / name).unlink()
+    (ev / "metrics.json").unlink()
+    paths.control_checkpoint_path("random", 1, 1).unlink()
+    # every Python process started records the rank torchrun gave it (none: launcher or parent)
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(
+        "import os\nif 'RANK' in os.environ:\n"
+        f"    open({str(spy / 'ranks')!r}, 'a').write(os.environ['RANK'] + ' ' + os.environ['WORLD_SIZE'] + '\\n')\n")
+    for stage in ("control", "eval_control"):
+        env = _env(LTH_NPROC_PER_NODE="2")
+        env["PYTHONPATH"] = os.pathsep.join([str(spy), env["PYTHONPATH"]])
+        proc = subprocess.run([sys.executable, "-m", f"stages.{stage}", "random", "1", "1"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert sorted((spy / "ranks").read_text().splitlines()) == ["0 2", "1 2"], stage
+        (spy / "ranks").unlink()
+    assert {name: (out / name).read_bytes() for name in start} == start, "the same start, written once"
+    two = load_torch(out / "train" / "model.pt")
+    assert_same_training(two["model"], one["model"], params.train.lr, params.train.steps)
+    two_metrics = json.loads((ev / "metrics.json").read_text())
+    assert two_metrics.keys() == one_metrics.keys()
+
+    def close(value):  # the weights differ by float rounding, so do the metrics
+        if isinstance(value, float):
+            return pytest.approx(value, rel=1e-4, abs=1e-6)
+        return [close(v) for v in value] if isinstance(value, list) else value
+    for key, value in one_metrics.items():
+        assert two_metrics[key] == close(value), key

@@ -56,6 +56,25 @@ def test_pruned_weights_stay_exactly_zero_and_the_survivors_train(tiny):
     assert survivors_unmoved(start, result.ema, mask) == []
 
 
+def test_mask_factors_take_the_channels_last_strides_of_the_parameters(tiny, monkeypatch):
+    """train() makes the weights channels_last; factors with other strides would push every
+    _foreach_mul_ of the mask off its fused fast path."""
+    params, model, diffusion, data = tiny_setup(tiny)
+    mask = prune_round(dict(model.named_parameters()), Mask.dense(model), "uniform", 0.5)
+    bound = []
+    bind = Mask.bind
+    monkeypatch.setattr(Mask, "bind", lambda self, net: bound.append(bind(self, net)) or bound[-1])
+    train(model, diffusion, data, params.train, steps=2, seed=1, mask=mask, progress=False)
+    assert len(bound) == 2, "model and EMA copy"
+    convs = 0
+    for b in bound:
+        for p, f in zip(b.params, b.factors):
+            assert f.stride() == p.stride() and f.shape == p.shape and f.dtype == p.dtype
+            convs += p.dim() == 4 and not p.is_contiguous()
+        assert all(torch.equal(f.bool(), mask[n]) for n, f in zip(mask, b.factors))
+    assert convs > 0, "the conv weights are channels_last, so the check bites"
+
+
 def first_round_pruned(tiny, tmp_path, monkeypatch):
     """Run the init, dense (seed 1) and round-1 prune stages in `tmp_path`; return their params."""
     monkeypatch.chdir(tmp_path)
@@ -108,6 +127,24 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tiny, tmp_path):
     for a, b in zip(full.ema.state_dict().values(), resumed.ema.state_dict().values()):
         assert torch.equal(a, b)
     assert [h["loss"] for h in full.history] == [h["loss"] for h in resumed.history]
+
+
+def test_compile_is_decided_from_the_whole_run_not_what_a_resume_has_left(tiny, tmp_path, monkeypatch):
+    from pipeline.train import loop
+
+    asked = []
+    real = loop.maybe_compile
+    monkeypatch.setattr(loop, "maybe_compile", lambda *a, **kw: asked.append(kw["work"]) or real(*a, **kw))
+    params, model, diffusion, data = tiny_setup(tiny)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt = tmp_path / "ck.pt"
+    train(model, diffusion, data, params.train, steps=6, seed=2, start_step=1, checkpoint=ckpt, fingerprint="f",
+          progress=False, stop_after=5)
+    model.load_state_dict(start)
+    resumed = train(model, diffusion, data, params.train, steps=6, seed=2, start_step=1, checkpoint=ckpt,
+                    fingerprint="f", progress=False)
+    assert resumed.resumed_from == 4
+    assert asked == [5 * params.train.batch_size] * 2
 
 
 def test_mask_and_adam_state_survive_a_resume(tiny, tmp_path):
