@@ -179,7 +179,7 @@ def _block_colors(blocks: list[str]) -> dict[str, Any]:
 
 
 def _bars_by_block(ax, names: list[str], values: list[float], legend: bool = True) -> None:
-    from pipeline.similarity.agreement import block_of  # lazy: the similarity module owns the block naming
+    from pipeline.similarity.naming import block_of  # lazy: the similarity package owns the block naming
 
     blocks = [block_of(n) for n in names]
     colors = _block_colors(blocks)

@@ -78,7 +78,9 @@ def snapshot(root: Path, parameters: Optional[int] = None) -> str:
         lines += ["", f"Wall time from an empty cache on a {bench['cores']}-core CPU machine, no GPU "
                       f"(`python bench/parallel_study.py`, commit {bench['commit']}): `dvc repro` "
                       f"{bench['dvc_repro_s']:,.0f} s, `lth-diffusion repro -j {bench['jobs']}` "
-                      f"{bench['parallel_s']:,.0f} s ({bench['ratio']:.2f}×), {bench['stages']} stages."]
+                      f"{bench['parallel_s']:,.0f} s ({bench['ratio']:.2f}×), {bench['stages']} stages"
+                      + (", the parallel run in two parts ([how](bench/results/parallel_study.json))"
+                         if len(bench.get("parallel_parts_s", [])) > 1 else "") + "."]
     reps = _load(root / "reports" / "replicates" / "metrics.json")
     if reps:
         lines += ["", f"**8 seeds** (`params/replicates.yaml`, [report](reports/replicates/summary.md)):", ""]

@@ -32,7 +32,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.similarity.agreement import pair_label, parse_pair
+from pipeline.similarity.naming import pair_label, parse_pair
 from pipeline.stats.exact import sign_flip_test, stratified_permutation_test
 from pipeline.stats.pairs import magnitude_excess, pair_mean
 from pipeline.stats.verdicts import side

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.similarity.agreement import block_rank
+from pipeline.similarity.naming import block_rank
 from pipeline.similarity.claims import chance_corrected
 
 _LABELS = {"kappa": "Cohen's kappa", "jaccard": "Jaccard (IoU of kept weights)", "hamming": "Hamming distance",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +33,12 @@ from tqdm.auto import tqdm
 
 from pipeline.runtime import distributed
 from pipeline.runtime.compiling import TRAIN_IMAGES_WORTH_COMPILING, maybe_compile
-from pipeline.core.errors import ArtifactError, NonFiniteError
+from pipeline.core.errors import NonFiniteError
 from pipeline.core.config import TrainConfig
 from pipeline.ddpm.diffusion import Diffusion
 from pipeline.ddpm.unet import set_dropout_rows
-from pipeline.core.io import load_torch, save_torch
 from pipeline.sparsity.masks import Mask
-
-CHECKPOINT_VERSION = 1
+from pipeline.train.resume import CHECKPOINT_VERSION, cpu_state, resume, save_checkpoint  # noqa: F401
 
 
 def lr_factor(step: int, steps: int, cfg: TrainConfig) -> float:
@@ -87,6 +84,105 @@ def _ema_update(ema_params: list[torch.Tensor], params: list[torch.Tensor], deca
     torch._foreach_lerp_(ema_params, params, 1.0 - decay)
 
 
+def _optimizer_factory(model: nn.Module, device: torch.device, cfg: TrainConfig, start_step: int, steps: int):
+    def make_optimizer():
+        # fused Adam: one kernel for all parameters, no host syncs (CUDA only)
+        opt = (torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True) if device.type == "cuda"
+               else torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True))
+        # the scheduler counts its own steps from 0; offset it so the lr at absolute step s is the
+        # same in every run that passes through s
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s + start_step, steps, cfg))
+    return make_optimizer
+
+
+def _draw_batch(data: torch.Tensor, diffusion: Diffusion, cfg: TrainConfig, seed: int, step: int, lo: int,
+                hi: int, hflip: bool, shape: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """This rank's slice of step `step`'s images, timesteps and noise. The whole global batch is
+    drawn on every rank, in the single-rank order; each keeps its slice."""
+    device = data.device
+    torch.manual_seed(step_seed(seed, step))
+    idx = batch_indices(len(data), cfg.batch_size, seed, step)[lo:hi]
+    if device.type == "cuda":
+        idx = idx.pin_memory().to(device, non_blocking=True)  # no host sync inside the step
+    x0 = data[idx.to(device)]
+    if hflip:
+        flip = (torch.rand(cfg.batch_size, device=device) < 0.5)[lo:hi]
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+    t = torch.randint(0, diffusion.timesteps, (cfg.batch_size,), device=device)[lo:hi]
+    # filled in memory order, as randn_like of the channels-last batch always was
+    noise = torch.empty(shape, device=device, memory_format=torch.channels_last).normal_()[lo:hi]
+    return x0, t, noise
+
+
+class _FiniteGuard:
+    """Tracks the first non-finite loss on the device (no per-step host sync) and raises
+    NonFiniteError, after closing the progress bar, when asked to check."""
+
+    def __init__(self, device: torch.device, params: list[torch.Tensor]):
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.bad_loss = torch.zeros((), device=device)
+        self.params = params
+
+    def record(self, loss: torch.Tensor, step: int) -> None:
+        lost = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad.masked_fill_(lost, step)
+        self.bad_loss.copy_(torch.where(lost, loss.float(), self.bad_loss))
+
+    def check(self, done: int, bar) -> None:
+        """Raise if a loss so far, or the weights now, are NaN/inf (one host sync)."""
+        if int(self.first_bad) >= 0:
+            bar.close()  # the error line comes after the progress bar, not inside it
+            raise NonFiniteError(f"loss is {float(self.bad_loss)} at step {int(self.first_bad) + 1}; "
+                                 f"stopped, nothing saved (last good checkpoint kept)")
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):
+            bar.close()
+            raise NonFiniteError(f"weights turned non-finite by step {done} (losses finite so far); "
+                                 f"stopped, nothing saved (last good checkpoint kept)")
+
+
+def _stepper(model: nn.Module, ema: nn.Module, bound, mask: Optional[Mask], diffusion: Diffusion, cfg: TrainConfig,
+             opt, sched, world: int, loss_weight: float, desc: str, work: int) -> Callable[..., torch.Tensor]:
+    """One training step (forward, backward, optimizer, mask, EMA) as a function of the batch; returns
+    the detached loss."""
+    device = next(model.parameters()).device
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    ema_bound = mask.bind(ema) if mask is not None else None
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+    net = model
+    if world > 1:
+        # the U-Net has no buffers, so DDP's defaults add no per-step sync
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    runner = maybe_compile(net, device, desc, work=work, worth=TRAIN_IMAGES_WORTH_COMPILING)
+
+    def update() -> None:
+        """The one place the mask is enforced during training: pruned weights get no gradient (so
+        the clip norm and Adam's moments never see them), are zeroed again after the step, and the
+        EMA copy, updated from the masked weights, is masked too."""
+        if bound is not None:
+            bound.mask_grads_()
+        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        if bound is not None:
+            bound.apply_()
+        _ema_update(ema_params, params, cfg.ema_decay)
+        if ema_bound is not None:
+            ema_bound.apply_()
+
+    def step(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        def run(module) -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            with autocast:
+                loss = diffusion.loss(module, x0, t, noise)
+            (loss if world == 1 else loss * loss_weight).backward()
+            return loss.detach()
+        loss = runner.run(run)
+        update()
+        return loss
+    return step
+
+
 def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: TrainConfig, *,
           steps: int, seed: int, start_step: int = 0, mask: Optional[Mask] = None, hflip: bool = False,
           checkpoint: Optional[Path] = None, fingerprint: str = "", snapshot_steps: tuple[int, ...] = (),
@@ -99,11 +195,11 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     from theta_k): the lr schedule and the (seed, step) data/timestep/noise stream use these
     absolute step numbers. `checkpoint`: resumable state is written there every
     `cfg.checkpoint_every` steps and picked up if it exists with the same `fingerprint` and device
-    type (CPU and CUDA runs differ numerically). `snapshot_steps`: model states kept after that many
-    steps (`start_step` = the starting weights); `ema_snapshot_steps`: the same for the EMA copy. `stop_after` exists for tests of resumption;
-    `after_step(step, model)` is called after every optimizer step (tests check ranks agree).
-    Under torchrun every rank calls this with the same arguments; `cfg.batch_size` is the global
-    batch, split over the ranks.
+    type (pipeline.train.resume). `snapshot_steps`: model states kept after that many steps
+    (`start_step` = the starting weights); `ema_snapshot_steps`: the same for the EMA copy.
+    `stop_after` exists for tests of resumption; `after_step(step, model)` is called after every
+    optimizer step (tests check ranks agree). Under torchrun every rank calls this with the same
+    arguments; `cfg.batch_size` is the global batch, split over the ranks.
     """
     if not 0 <= start_step < steps:
         raise ValueError(f"start_step={start_step} must be in [0, steps={steps})")
@@ -123,101 +219,20 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
     if bound is not None:
         bound.apply_()  # the start obeys the mask, and so the EMA copy made from it
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-
-    def make_optimizer():
-        # fused Adam: one kernel for all parameters, no host syncs (CUDA only)
-        opt = (torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True) if device.type == "cuda"
-               else torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True))
-        # the scheduler counts its own steps from 0; offset it so the lr at absolute step s is the
-        # same in every run that passes through s
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s + start_step, steps, cfg))
-
-    opt, sched = make_optimizer()
-    history: list[dict] = []
-    snapshots: dict[int, dict] = {}
-    ema_snapshots: dict[int, dict] = {}
-    start = start_step
-
-    if checkpoint is not None and checkpoint.exists():
-        fresh = copy.deepcopy(model.state_dict())
-        try:
-            state = load_torch(checkpoint, map_location=device)
-            if state.get("fingerprint") == fingerprint and state.get("version") == CHECKPOINT_VERSION \
-                    and start_step <= state["step"] <= steps:
-                model.load_state_dict(state["model"])
-                ema.load_state_dict(state["ema"])
-                opt.load_state_dict(state["optimizer"])
-                sched.load_state_dict(state["scheduler"])
-                history, snapshots, start = state["history"], state["snapshots"], state["step"]
-                ema_snapshots = state.get("ema_snapshots", {})
-                if main:
-                    tqdm.write(f"{desc}: resuming from the checkpoint at step {start}")
-            elif main:
-                tqdm.write(f"{desc}: ignoring {checkpoint} (written under other params)")
-        except (ArtifactError, AttributeError, KeyError, RuntimeError, TypeError, ValueError) as err:
-            # a damaged checkpoint only costs the steps it held: start over from the given weights
-            reason = err.problem if isinstance(err, ArtifactError) else (str(err).splitlines() or [""])[0]
-            tqdm.write(f"warning: {desc}: ignoring corrupt checkpoint {checkpoint} "
-                       f"({reason or type(err).__name__}); training starts over", file=sys.stderr)
-            model.load_state_dict(fresh)
-            ema.load_state_dict(fresh)
-            opt, sched = make_optimizer()
-            history, snapshots, ema_snapshots, start = [], {}, {}, start_step
-
-    ema_params, params = list(ema.parameters()), list(model.parameters())
-    ema_bound = mask.bind(ema) if mask is not None else None
-
-    def update() -> None:
-        """One optimizer step, and the one place the mask is enforced during training: pruned
-        weights get no gradient (so the clip norm and Adam's moments never see them), are zeroed
-        again after the step, and the EMA copy, updated from the masked weights, is masked too."""
-        if bound is not None:
-            bound.mask_grads_()
-        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        sched.step()
-        if bound is not None:
-            bound.apply_()
-        _ema_update(ema_params, params, cfg.ema_decay)
-        if ema_bound is not None:
-            ema_bound.apply_()
-    if start_step in snapshot_steps and start_step not in snapshots:
-        snapshots[start_step] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
-    net = model
-    if world > 1:
-        # the U-Net has no buffers, so DDP's defaults add no per-step sync
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    make_optimizer = _optimizer_factory(model, device, cfg, start_step, steps)
+    state, (opt, sched) = resume(checkpoint, fingerprint, start_step, steps, model, ema, make_optimizer(),
+                                 make_optimizer, desc, main)
+    start = state.start
+    params = list(model.parameters())
+    if start_step in snapshot_steps and start_step not in state.snapshots:
+        state.snapshots[start_step] = cpu_state(model)
     # decided from the whole run, not what is left of it: a run resumed near its end takes the
     # same path (compiled or eager) as it started on
-    runner = maybe_compile(net, device, desc, work=(steps - start_step) * cfg.batch_size,
-                           worth=TRAIN_IMAGES_WORTH_COMPILING)
-
-    def forward_backward(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        def run(module) -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            with autocast:
-                loss = diffusion.loss(module, x0, t, noise)
-            (loss if world == 1 else loss * loss_weight).backward()
-            return loss.detach()
-        return runner.run(run)
+    step_fn = _stepper(model, ema, bound, mask, diffusion, cfg, opt, sched, world, loss_weight, desc,
+                       work=(steps - start_step) * cfg.batch_size)
 
     running = torch.zeros((), device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss
-    bad_loss = torch.zeros((), device=device)
-
-    def stop_if_non_finite(done: int) -> None:
-        """Raise NonFiniteError if a loss so far, or the weights now, are NaN/inf (one host sync)."""
-        if int(first_bad) >= 0:
-            bar.close()  # the error line comes after the progress bar, not inside it
-            raise NonFiniteError(f"loss is {float(bad_loss)} at step {int(first_bad) + 1}; "
-                                 f"stopped, nothing saved (last good checkpoint kept)")
-        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-            bar.close()
-            raise NonFiniteError(f"weights turned non-finite by step {done} (losses finite so far); "
-                                 f"stopped, nothing saved (last good checkpoint kept)")
+    guard = _FiniteGuard(device, params)
     window, t_window = 0, time.perf_counter()
     model.train()
     # dropout masks, like the noise, are drawn for the whole global batch and sliced
@@ -226,55 +241,36 @@ def train(model: nn.Module, diffusion: Diffusion, data: torch.Tensor, cfg: Train
                dynamic_ncols=True, mininterval=1.0)
     shape = (cfg.batch_size, *data.shape[1:])
     for step in range(start, steps):
-        # the whole global batch is drawn on every rank, in the single-rank order; each keeps its slice
-        torch.manual_seed(step_seed(seed, step))
-        idx = batch_indices(len(data), cfg.batch_size, seed, step)[lo:hi]
-        if device.type == "cuda":
-            idx = idx.pin_memory().to(device, non_blocking=True)  # no host sync inside the step
-        x0 = data[idx.to(device)]
-        if hflip:
-            flip = (torch.rand(cfg.batch_size, device=device) < 0.5)[lo:hi]
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        t = torch.randint(0, diffusion.timesteps, (cfg.batch_size,), device=device)[lo:hi]
-        # filled in memory order, as randn_like of the channels-last batch always was
-        noise = torch.empty(shape, device=device, memory_format=torch.channels_last).normal_()[lo:hi]
-        loss = forward_backward(x0, t, noise)
-        update()
-        lost = ~torch.isfinite(loss) & (first_bad < 0)  # on device: no per-step host sync
-        first_bad.masked_fill_(lost, step)
-        bad_loss.copy_(torch.where(lost, loss.float(), bad_loss))
+        loss = step_fn(*_draw_batch(data, diffusion, cfg, seed, step, lo, hi, hflip, shape))
+        guard.record(loss, step)
         running += loss if world == 1 else loss * (loss_weight / world)
         window += 1
         done = step + 1
         if after_step is not None:
             after_step(done, model)
         if done in snapshot_steps:
-            snapshots[done] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            state.snapshots[done] = cpu_state(model)
         if done in ema_snapshot_steps:
-            ema_snapshots[done] = {k: v.detach().cpu().clone() for k, v in ema.state_dict().items()}
+            state.ema_snapshots[done] = cpu_state(ema)
         if done % cfg.log_every == 0 or done == steps:
-            stop_if_non_finite(done)
+            guard.check(done, bar)
             distributed.all_reduce_sum(running)  # the global batch's loss
             mean_loss = (running / window).item()  # host syncs: here, once per log window, and at checkpoints
             ips = window * cfg.batch_size / (time.perf_counter() - t_window)
-            history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
+            state.history.append({"step": done, "loss": mean_loss, "lr": sched.get_last_lr()[0]})
             bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{ips:.0f}")
             running.zero_()
             window, t_window = 0, time.perf_counter()
         bar.update(1)
         if checkpoint is not None and (done % cfg.checkpoint_every == 0 or done == steps):
-            stop_if_non_finite(done)  # every rank checks, so all stop together
-        if main and checkpoint is not None and (done % cfg.checkpoint_every == 0 or done == steps):
-            save_torch({"version": CHECKPOINT_VERSION, "fingerprint": fingerprint, "step": done,
-                        "model": model.state_dict(), "ema": ema.state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "history": history, "snapshots": snapshots,
-                        "ema_snapshots": ema_snapshots}, checkpoint)
+            guard.check(done, bar)  # every rank checks, so all stop together
+            if main:
+                save_checkpoint(checkpoint, fingerprint, done, model, ema, opt, sched, state)
         if stop_after is not None and done >= stop_after:
             break
     bar.close()
-    stop_if_non_finite(done if steps > start else start)
+    guard.check(done if steps > start else start, bar)
     set_dropout_rows(model, None)
     model.eval()
-    return TrainResult(model=model, ema=ema, history=history, snapshots=snapshots, ema_snapshots=ema_snapshots,
-                       resumed_from=start)
+    return TrainResult(model=model, ema=ema, history=state.history, snapshots=state.snapshots,
+                       ema_snapshots=state.ema_snapshots, resumed_from=start)

@@ -119,3 +119,24 @@ def test_error_line_prefers_the_stage_s_own_line(tmp_path):
     log.write_text("Running stage\nERROR: failed to reproduce 'x'\n")
     assert error_line(log) == "ERROR: failed to reproduce 'x'"
     assert log.name == "eval@1-round2.log"
+
+
+def test_live_view_renders_running_failed_and_waiting(tmp_path):
+    """The terminal view (rich Live) and the summary, fed by a real run on the fake executor."""
+    import io
+
+    from rich.console import Console
+
+    from pipeline.app.live import View, print_summary
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=120)
+    with View(console, slots=2) as view:
+        assert view.live_mode
+        out = run_plan(plan(), FakeExecutor(slots=2, fail={"prune@2"}), tmp_path, on_event=view.event,
+                       poll_seconds=0)
+    print_summary(console, out, "logs/repro")
+    text = buf.getvalue()
+    assert "finished" in text and "failed" in text
+    assert "failed: prune@2: error: prune: mask.pt is corrupt" in text
+    assert "not run because an upstream stage failed: 3 stages" in text
