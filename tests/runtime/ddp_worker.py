@@ -17,6 +17,7 @@ from conftest import TINY, merge
 from pipeline.sparsity import tickets
 from pipeline.runtime import distributed
 from pipeline.train import loop as training
+from pipeline.train import resume as checkpoints
 from pipeline.app.params import parse_params
 from pipeline.ddpm.diffusion import Diffusion, sample_images
 from pipeline.sparsity.masks import Mask
@@ -62,8 +63,8 @@ def main(out: Path) -> None:
     assert distributed.init_from_env() and distributed.world_size() > 1, "run me under torchrun"
     rank = distributed.rank()
     writes: list[str] = []
-    save = training.save_torch
-    training.save_torch = lambda obj, path: (writes.append(str(path)), save(obj, path))[1]
+    save = checkpoints.save_torch
+    checkpoints.save_torch = lambda obj, path: (writes.append(str(path)), save(obj, path))[1]
 
     params, start, mask, diffusion, data = setup()
     full, digests = run(params, start, mask, diffusion, data)
