@@ -11,7 +11,7 @@ from pipeline.app import dag
 from pipeline.app.executors import LocalExecutor, Share, SubmititExecutor
 from pipeline.app.live import View, print_summary
 from pipeline.app.runner import LOG_DIR, run_plan
-from pipeline.runtime.device import ENV_THREADS, available_cores
+from pipeline.runtime.device import ENV_THREADS, available_cores, cpu_threads
 
 
 def visible_gpus() -> tuple[int, ...]:
@@ -40,9 +40,8 @@ def thread_share(cores: int, workers: int, threads: Optional[int]) -> int:
     evenly (two 1-thread stages beat one 2-thread stage on two cores)."""
     if threads:
         return threads
-    env = os.environ.get(ENV_THREADS, "").strip()
-    if env.isdigit() and int(env) >= 1:
-        return int(env)
+    if os.environ.get(ENV_THREADS, "").strip():
+        return cpu_threads()  # the stages' own reading of it: a bad value is one line, here and there
     return max(1, cores // workers)
 
 
