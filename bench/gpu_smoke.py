@@ -155,7 +155,7 @@ def retrain_checks(params, work: Path, dry: bool, table: Table) -> None:
 def fid_checks(params, dry: bool, table: Table, device: torch.device) -> None:
     """Inception features on the device, the FID intervals there against the CPU, and one eval's
     intervals at the paper's size timed there."""
-    from pipeline.ddpm.data import load_uint8
+    from pipeline.data.sources import decode
     from pipeline.evaluate.features import extract_features, make_extractor
     from pipeline.evaluate.fid import fid, fid_statistics
     from pipeline.evaluate.intervals import Reference, fid_uncertainty
@@ -165,7 +165,7 @@ def fid_checks(params, dry: bool, table: Table, device: torch.device) -> None:
     # the CPU side of the comparisons works on the first `dims` feature dimensions: a 2048-d interval
     # costs minutes on a CPU, and the check is that the device path computes what the CPU path does
     dims = 8 if dry else 256
-    images, _ = load_uint8(params.data)
+    images, _ = decode(params.data)  # standalone: no prepare stage ran
     start = time.perf_counter()
     try:
         extractor = make_extractor(inception)

@@ -9,7 +9,7 @@ from pipeline.app.stage import run_stage
 from pipeline.core import paths
 from pipeline.core.config import Params
 from pipeline.core.io import save_torch
-from pipeline.ddpm.data import load_dataset
+from pipeline.data.prepared import load_dataset
 from pipeline.ddpm.diffusion import Diffusion
 from pipeline.runtime.device import configure_threads, pick_device
 from pipeline.sparsity import tickets

@@ -13,7 +13,7 @@ from pipeline.app.stage import run_stage
 from pipeline.core import paths
 from pipeline.core.config import Params
 from pipeline.core.io import save_json, save_torch
-from pipeline.ddpm.data import load_uint8
+from pipeline.data.prepared import images_sha256, load_uint8
 from pipeline.evaluate.features import classifier_state, train_classifier
 from pipeline.evaluate.pinned import find_pin, install, sha256_file
 from pipeline.runtime.device import cpu_threads
@@ -22,7 +22,8 @@ from pipeline.runtime.device import cpu_threads
 def run_features(params: Params) -> None:
     """The FID classifier: the pinned file when its manifest matches the params (and
     features.source is 'pinned'), else trained here. features.json says which."""
-    pin = find_pin(params) if params.features.source == "pinned" else None
+    images, labels = load_uint8(params.data)
+    pin = find_pin(params, images_sha256=images_sha256(images)) if params.features.source == "pinned" else None
     if pin is not None:
         digest = install(pin, paths.classifier_path())
         report = {"dataset": params.data.dataset, "source": "pinned",
@@ -35,7 +36,6 @@ def run_features(params: Params) -> None:
     reason = ("features.source = train" if params.features.source == "train" else
               "no pinned classifier matches these data and features params")
     torch.set_num_threads(cpu_threads())  # a small CNN: CPU is enough, even next to a GPU
-    images, labels = load_uint8(params.data)
     result = train_classifier(images, labels, params.features)
     save_torch(classifier_state(result.net), paths.classifier_path())
     report = {"dataset": params.data.dataset, "source": "trained", "source_reason": reason,

@@ -14,7 +14,7 @@ from pipeline.app.stage import run_stage
 from pipeline.core import paths
 from pipeline.core.config import Params
 from pipeline.core.io import save_json, save_torch
-from pipeline.ddpm.data import load_uint8
+from pipeline.data.prepared import load_uint8
 from pipeline.evaluate.features import extract_features, make_extractor
 from pipeline.evaluate.fid import fid_statistics
 from pipeline.evaluate.reference import data_sha256, extractor_digest, heldout_floor, real_floor

@@ -66,13 +66,14 @@ def check(params: Path = typer.Argument(Path("params.yaml"), help="params file t
     warning = detached_head_warning(params.resolve().parent)
     if warning:
         typer.echo(warning, err=True)
-    from pipeline.ddpm.data import missing_data
+    from pipeline.data.naming import data_name
+    from pipeline.data.sources import missing_data
 
     problem = missing_data(p.data)
     if problem:
         _fail(ValueError(f"{params}: {problem}"))
     typer.echo(f"{params}: ok ({stage_count(p)} DVC stages)")
-    typer.echo(f"  data      {p.data.dataset} at {p.data.image_size}x{p.data.image_size}x{p.data.channels}")
+    typer.echo(f"  data      {data_name(p.data)} ({p.data.dataset})")
     typer.echo(f"  model     {n:,} parameters, {mask.total():,} prunable in {len(mask)} tensors")
     typer.echo(f"  imp       seeds {list(p.imp.seeds)}, {len(p.imp.rounds)} rounds of {p.sparsity.rate:.0%} "
                f"({p.sparsity.schedule}) -> {p.target_sparsity:.2%} sparsity; rewind {p.rewind.mode}"
@@ -90,9 +91,9 @@ def stage_count(p) -> int:
     """The stages dvc.yaml expands to under these params."""
     seeds, rounds = len(p.imp.seeds), len(p.imp.rounds)
     controls = len(p.controls.kinds) * seeds * len(p.controls.rounds)
-    # init, features, reference, layer_rates, similarity, report; per seed dense, eval_dense;
+    # prepare, init, features, reference, layer_rates, similarity, report; per seed dense, eval_dense;
     # per seed and round prune, rewind, retrain, eval; per control its training and its eval
-    return 6 + 2 * seeds + 4 * seeds * rounds + 2 * controls
+    return 7 + 2 * seeds + 4 * seeds * rounds + 2 * controls
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")

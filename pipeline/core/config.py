@@ -30,7 +30,7 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    dataset: Literal["mnist5k", "mnist", "cifar10", "cifar100"] = "mnist5k"
+    dataset: Literal["mnist5k", "mnist", "cifar10", "cifar100", "imagefolder"] = "mnist5k"
     root: str = "data/raw"
     download: bool = False
     image_size: int = Field(12, ge=4, le=512)
@@ -38,6 +38,7 @@ class DataConfig(Section):
     hflip: bool = False
     heldout: int = Field(500, ge=1)   # mnist5k: digits set aside for the held-out loss (others: test split)
     heldout_seed: int = Field(0, ge=0)
+    label: str = Field("", max_length=120)  # how the report names the data next to every FID ("": from dataset)
 
 
 class ModelConfig(Section):
@@ -294,8 +295,9 @@ class Params(Section):
         if len(self.imp.seeds) < 2:
             raise _CrossError("imp.seeds", list(self.imp.seeds),
                               "needs two seeds: the layer_rates and similarity stages compare two tickets")
-        train_images = TRAIN_IMAGES[self.data.dataset] - (self.data.heldout if self.data.dataset == "mnist5k" else 0)
-        if self.features.holdout >= train_images:
+        # an image folder's size is known once it is read (the prepare and features stages check it there)
+        train_images = TRAIN_IMAGES.get(self.data.dataset, 0) - (self.data.heldout if self.data.dataset == "mnist5k" else 0)
+        if train_images and self.features.holdout >= train_images:
             raise _CrossError("features.holdout", self.features.holdout,
                               f"must be < the {train_images} training images of {self.data.dataset}")
         ks = [r.k for r in self.imp.rounds]

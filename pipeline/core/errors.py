@@ -32,6 +32,7 @@ class NonFiniteError(RuntimeError):
 # (pattern on the path relative to the artifacts root, from paths.py's layout; stage-name template)
 _IN = "/.*"
 _STAGES: tuple[tuple[str, str], ...] = (
+    (paths.pattern("data", _IN), "prepare"),
     (paths.pattern("init", _IN), "init"),
     (paths.pattern("train", _IN, k=0), "dense@{seed}"),
     (paths.pattern("checkpoint", k=0), "dense@{seed}"),

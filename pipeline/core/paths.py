@@ -17,6 +17,7 @@ ROOT = Path("artifacts")
 
 # the layout, relative to the root; {seed}, {k} and {kind} are filled in (or matched, by `pattern`)
 LAYOUT = {
+    "data": "data",
     "init": "init",
     "train": "imp/s{seed}/r{k}/train",
     "prune": "imp/s{seed}/r{k}/prune",
@@ -46,6 +47,16 @@ def pattern(name: str, tail: str = "", **fixed) -> str:
     out = "".join(re.escape(str(fixed[p[1:-1]])) if p[1:-1] in fixed else _FIELD[p[1:-1]]
                   if p.startswith("{") else re.escape(p) for p in parts)
     return out + tail
+
+
+def data_dir(root: Path = ROOT) -> Path:
+    """The prepare stage's decoded dataset (pipeline.data.prepared)."""
+    return _at("data", root)
+
+
+def prepared_path(split: str, root: Path = ROOT) -> Path:
+    """`split` ('train' or 'heldout') of the prepared dataset."""
+    return data_dir(root) / f"{split}.pt"
 
 
 def init_dir(root: Path = ROOT) -> Path:

@@ -24,7 +24,7 @@ from torch_fidelity.utils import create_feature_extractor
 from tqdm.auto import tqdm
 
 from pipeline.core.config import ConfigError, FeaturesConfig, Params
-from pipeline.ddpm.data import to_model_range
+from pipeline.data.prepared import to_model_range
 from pipeline.core.io import load_torch
 
 CLASSIFIER_EXTRACTOR = "lth-classifier"   # name in torch-fidelity's registry

@@ -8,7 +8,7 @@ import torch
 from torchvision.utils import make_grid
 from PIL import Image
 
-from pipeline.ddpm.data import to_uint8
+from pipeline.data.prepared import to_uint8
 from pipeline.core.io import _atomic
 
 

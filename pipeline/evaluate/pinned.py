@@ -29,12 +29,17 @@ def sha256_file(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def pin_key(params: Params) -> dict:
-    """Everything the classifier's weights depend on: the training images and the recipe."""
+def pin_key(params: Params, images_sha256: Optional[str] = None) -> dict:
+    """Everything the classifier's weights depend on: the training images and the recipe. A named
+    dataset is identified by its params; an image folder by the digest of its prepared pixels
+    (`images_sha256`), since any folder can sit behind data.root."""
     data = params.data.model_dump(mode="json")
     features = params.features.model_dump(mode="json")
     features.pop("source")
-    return {"data": {k: data[k] for k in DATA_KEYS}, "features": features}
+    key = {k: data[k] for k in DATA_KEYS}
+    if params.data.dataset == "imagefolder":
+        key["images_sha256"] = images_sha256
+    return {"data": key, "features": features}
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,10 @@ class Pin:
     manifest: dict
 
 
-def find_pin(params: Params, assets: Optional[Path] = None) -> Optional[Pin]:
-    """The pinned classifier whose manifest matches the params, or None."""
-    key = pin_key(params)
+def find_pin(params: Params, assets: Optional[Path] = None, images_sha256: Optional[str] = None) -> Optional[Pin]:
+    """The pinned classifier whose manifest matches the params (and, for an image folder, its
+    prepared images' digest), or None."""
+    key = pin_key(params, images_sha256)
     for manifest_path in sorted((assets or ASSETS).glob(f"*{MANIFEST_SUFFIX}")):
         manifest = load_json(manifest_path)
         if {"data": manifest.get("data"), "features": manifest.get("features")} == key:
@@ -83,7 +89,7 @@ def check_fid(params: Params, weights: Path) -> float:
     """FID of CHECK_IMAGES evenly strided training-split images against as many held-out ones
     (strided: mnist5k is sorted by class), through `weights`: recorded in the manifest, so any machine can confirm that the pinned
     extractor gives the same FID on the same images."""
-    from pipeline.ddpm.data import load_uint8
+    from pipeline.data.prepared import load_uint8
     from pipeline.evaluate.fid import fid
     from pipeline.evaluate.features import extract_features, make_extractor
 
@@ -99,14 +105,15 @@ def check_fid(params: Params, weights: Path) -> float:
 
 def write_pin(params: Params, assets: Optional[Path] = None, progress: bool = True) -> Path:
     """Train the classifier the features stage would train for `params` and commit-ready pin it."""
-    from pipeline.ddpm.data import load_uint8
+    from pipeline.data.prepared import images_sha256, load_uint8
     from pipeline.evaluate.features import classifier_state, train_classifier
 
     assets = assets or ASSETS
     images, labels = load_uint8(params.data)
     result = train_classifier(images, labels, params.features, progress=progress)
-    key = pin_key(params)
-    stem = f"classifier-{key['data']['dataset']}-{key['data']['image_size']}px-{key['data']['channels']}ch"
+    key = pin_key(params, images_sha256(images))
+    name = params.data.label.split(",")[0].strip().lower().replace(" ", "") if params.data.label else key['data']['dataset']
+    stem = f"classifier-{name}-{key['data']['image_size']}px-{key['data']['channels']}ch"
     weights = save_torch(classifier_state(result.net), assets / f"{stem}.pt")
     manifest = {"file": weights.name, "sha256": sha256_file(weights), **key,
                 "holdout_accuracy": result.report["holdout_accuracy"], "report": result.report,

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from pipeline.core import paths
 from pipeline.core.config import ConfigError, Params
 from pipeline.core.io import load_torch, save_json
-from pipeline.ddpm.data import load_dataset, to_uint8
+from pipeline.data.prepared import load_dataset, to_uint8
 from pipeline.ddpm.diffusion import Diffusion, sample_images
 from pipeline.evaluate.cost import count_macs, save_compressed_ticket, torch_save_bytes
 from pipeline.evaluate.features import extract_features, make_extractor

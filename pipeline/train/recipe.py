@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.core import paths
 from pipeline.core.config import Params
 from pipeline.core.io import load_torch, save_text
-from pipeline.ddpm.data import load_dataset
+from pipeline.data.prepared import load_dataset
 from pipeline.ddpm.diffusion import Diffusion
 from pipeline.runtime import distributed
 from pipeline.runtime.device import configure_threads, pick_device
@@ -30,9 +31,11 @@ def write_training_outputs(out: Path, result: TrainResult, mask: Mask | None, **
 
 
 def training_fingerprint(params: Params, *extra) -> str:
-    """Identifies a training run: its recipe plus whatever else decides it (seed, input files).
-    train() adds the device type."""
-    return params.fingerprint("data", "model", "diffusion", "train") + "-" + "-".join(map(str, extra))
+    """Identifies a training run: its recipe, the prepared training images, plus whatever else
+    decides it (seed, input files). train() adds the device type."""
+    images = digest(paths.prepared_path("train"))
+    return (params.fingerprint("model", "diffusion", "train") + f"-hflip{int(params.data.hflip)}-{images}-"
+            + "-".join(map(str, extra)))
 
 
 def digest(path) -> str:

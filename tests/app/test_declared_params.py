@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import TINY, merge
-from pipeline.ddpm import data
+from pipeline.data import sources as data
 from pipeline.app.params import parse_params
 from pipeline.core.config import Params, Section
 
@@ -78,6 +78,7 @@ def test_every_param_a_stage_reads_is_declared_for_it(tmp_path, monkeypatch):
     from stages.report import run_report
     from stages.dense import run_dense
     from stages.init import run_init
+    from stages.prepare import run_prepare
     from stages.prune import run_prune
     from stages.retrain import run_retrain
     from stages.rewind import run_rewind
@@ -104,6 +105,7 @@ def test_every_param_a_stage_reads_is_declared_for_it(tmp_path, monkeypatch):
     def run(stage, fn, *args, p=params):
         reads[stage] |= recorder.run(fn, p, *args)
 
+    run("prepare", run_prepare)
     run("init", run_init)
     for seed in params.imp.seeds:
         run("dense", run_dense, seed)

@@ -72,7 +72,7 @@ def test_check_names_missing_dataset_files_and_counts_stages(tmp_path):
     assert len(lines) == 1 and "holds no CIFAR10 files" in lines[0] and "data.download: true" in lines[0]
     params.write_text(yaml.safe_dump(TINY))
     ok = CliRunner().invoke(app, ["check", str(params)])
-    assert ok.exit_code == 0 and "ok (26 DVC stages)" in ok.stdout, ok.stdout  # 6 + 2·2 + 4·2·2
+    assert ok.exit_code == 0 and "ok (27 DVC stages)" in ok.stdout, ok.stdout  # 7 + 2·2 + 4·2·2
 
 
 def test_yaml_errors_keep_their_line_and_column(tmp_path):

@@ -170,3 +170,28 @@ def test_start_step_rule():
         p = parse({"rewind": {"mode": mode, "step": 120}})
         assert p.start_step() == start and p.retrain_steps() == p.train.steps - start
     assert parse({}).start_step("init") == 0 and parse({"rewind": {"mode": "init"}}).start_step("checkpoint") == 120
+
+
+def test_check_says_when_an_image_folder_holds_no_images_and_how_to_get_them(tmp_path):
+    (tmp_path / "empty").mkdir()
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, {"data": {"dataset": "imagefolder", "root": str(tmp_path / "empty"),
+                                                         "channels": 3}})))
+    result = _check([str(path)])
+    assert result.exit_code == 2, result.stdout
+    line = result.stderr.strip()
+    assert "\n" not in line and "holds no images" in line and "tar xzf" in line, line
+
+
+def test_every_preset_parses_and_names_every_param_dvc_reads(tmp_path):
+    """A preset is copied over params.yaml: DVC needs every key a stage declares to be in it."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {p for s in stages.values() for p in s.get("do", s).get("params", []) if isinstance(p, str)}
+    for preset in sorted((ROOT / "params").glob("*.yaml")):
+        load_params(preset)
+        raw = yaml.safe_load(preset.read_text())
+        for key in declared:
+            node = raw
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"{preset.name} lacks {key}"
+                node = node[part]

@@ -27,6 +27,10 @@ class DvcProject:
         # DVC needs every key a stage names: write the complete, validated params
         full = parse_params(params).model_dump(mode="json")
         (path / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
+        data_root = path / full["data"]["root"]  # the prepare stage depends on data.root
+        data_root.mkdir(parents=True, exist_ok=True)
+        if not any(data_root.iterdir()):
+            (data_root / "README.md").write_text("data.root\n")
         (path / ".gitignore").write_text("/artifacts/\n__pycache__/\n")
         self.env = dict(os.environ)
         # stage commands say `python`: make it this interpreter, and the package importable

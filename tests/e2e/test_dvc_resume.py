@@ -53,6 +53,7 @@ def test_killed_dense_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     # the killed-and-resumed stage ends exactly where an uninterrupted run of the same stage ends
     reference = tmp_path / "uninterrupted"
     shutil.copytree(root / "artifacts" / "init", reference / paths.init_dir())
+    shutil.copytree(root / "artifacts" / "data", reference / paths.data_dir())
     monkeypatch.chdir(reference)
     run_dense(parse_params(params), 1)
     resumed, whole = load_torch(model_file), load_torch(paths.train_dir(1, 0) / "model.pt")

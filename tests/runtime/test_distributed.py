@@ -18,6 +18,7 @@ from pipeline.ddpm.diffusion import sample_images
 from pipeline.core.io import load_torch
 from stages.dense import run_dense
 from stages.init import run_init
+from stages.prepare import run_prepare
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,6 +146,7 @@ def test_dense_stage_relaunches_itself_on_the_ranks_the_environment_asks_for(tin
         monkeypatch.chdir(work)
         (work / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
         run_init(params)
+        run_prepare(params)
         if nproc is None:
             run_dense(params, 1)
         else:
@@ -250,6 +252,7 @@ def test_eval_stage_on_two_ranks_writes_the_metrics_of_one(tiny_raw, tmp_path, m
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     run_features(params)
     run_reference(params)
@@ -283,6 +286,7 @@ def test_control_and_its_eval_run_data_parallel_like_a_ticket(tiny_raw, tmp_path
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     run_prune(params, 1, 1)
     run_features(params)

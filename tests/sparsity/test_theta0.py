@@ -12,6 +12,7 @@ from pipeline.sparsity.masks import Mask
 from pipeline.sparsity.rewind import rewound_state, theta0_for
 from stages.dense import run_dense
 from stages.init import run_init
+from stages.prepare import run_prepare
 
 
 def _same(a, b):
@@ -38,6 +39,7 @@ def test_per_seed_theta0_reaches_the_dense_run_and_the_rewind_to_theta0(tiny, tm
     monkeypatch.chdir(tmp_path / "own")
     params = tiny(model={"theta0": "per_seed"}, rewind={"mode": "init"})
     run_init(params)
+    run_prepare(params)
     mask = Mask({n: torch.rand_like(t) < 0.5 for n, t in theta0_for(params, 2).items() if n.endswith("conv.weight")})
     state = rewound_state(params, 2, 1, mask)
     own = theta0_for(params, 2)
@@ -49,6 +51,7 @@ def test_per_seed_theta0_reaches_the_dense_run_and_the_rewind_to_theta0(tiny, tm
     shared_run = tiny(rewind={"mode": "init"})
     monkeypatch.chdir(tmp_path / "shared")
     run_init(shared_run)
+    run_prepare(shared_run)
     run_dense(shared_run, 1)
     b = tickets.load_ticket(paths.train_dir(1, 0) / "model.pt", shared_run)[0].state_dict()
     assert not _same(a, b), "seed 1 trained from its own theta0, not the shared one"

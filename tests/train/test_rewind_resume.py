@@ -9,6 +9,7 @@ from pipeline.ddpm.diffusion import Diffusion
 from pipeline.core.io import load_json, load_torch
 from stages.dense import run_dense
 from stages.init import run_init
+from stages.prepare import run_prepare
 from stages.prune import run_prune
 from stages.retrain import run_retrain
 from stages.rewind import run_rewind
@@ -36,6 +37,7 @@ def test_retrain_from_theta_k_continues_the_dense_run_at_step_k(tiny, tmp_path, 
                   rewind={"mode": "checkpoint", "step": 2})
     k, steps = params.rewind.step, params.train.steps
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     dense_calls = list(recorded_losses)
     assert len(dense_calls) == steps
@@ -62,6 +64,7 @@ def test_other_rewind_modes_train_the_full_run_from_step_0(tiny, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     params = tiny(rewind={"mode": mode})
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     run_prune(params, 1, 1)
     run_rewind(params, 1, 1)

