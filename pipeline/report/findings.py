@@ -43,8 +43,8 @@ SIM_CLAIMS = {  # key in similarity summary.json 'claims' -> the claim as the ta
     "beyond_magnitude": "the two tickets agree beyond what each shares with its starting magnitudes",
     "fan_in": "upstream agree more than downstream after partialling out log fan-in",
 }
-ROW_KEYS = ("claim", "read_at", "effect", "unit", "ci", "n", "p", "p_holm", "exact_p", "verdict", "role",
-            "notes", "sparsity", "margin", "level", "test", "also")
+ROW_KEYS = ("claim", "read_at", "effect", "unit", "ci", "n", "p", "p_holm", "exact_p", "verdict", "qualifier",
+            "role", "notes", "sparsity", "margin", "level", "test", "also")
 MAX_CELL = 120
 # budget qualifiers of the primary verdict
 NO_BUDGET, BUDGET_CHANGES, BUDGET_STABLE = ("provisional: no budget evidence", "provisional: verdict changes at 2T",
@@ -73,10 +73,11 @@ def finding(claim: str, read_at: str, verdict: str, *, effect: float = math.nan,
             exact_p: float = math.nan, role: str = SECONDARY, notes: tuple[str, ...] = (),
             sparsity: float = math.nan, margin: float = math.nan, level: float = 0.95, test: str = "",
             also: str = "") -> dict[str, Any]:
-    """One row (ROW_KEYS). p_holm is filled in by `adjust` (the primary keeps its unadjusted p)."""
+    """One row (ROW_KEYS). p_holm is filled in by `adjust` (the primary keeps its unadjusted p). The
+    primary's verdict reads '<verdict>; <qualifier>', the qualifier (budget evidence) also under 'qualifier'."""
     return {"claim": claim, "read_at": read_at, "effect": effect, "unit": unit, "ci": [ci[0], ci[1]], "n": n,
             "p": p, "p_holm": p if role == PRIMARY else math.nan, "exact_p": exact_p, "verdict": verdict,
-            "role": role, "notes": list(notes), "sparsity": sparsity, "margin": margin, "level": level,
+            "qualifier": "", "role": role, "notes": list(notes), "sparsity": sparsity, "margin": margin, "level": level,
             "test": test, "also": also}
 
 
@@ -149,7 +150,8 @@ def primary_finding_row(params, df: pd.DataFrame, runs: dict,
                        sparsity=target, level=params.report.level,
                        test=f"no round's mean prunable sparsity lies within {window} ({near}); nothing is guessed")
     row = _ticket_row(params, df, runs, k, PRIMARY, (NOTE_BUDGET, NOTE_P.format(alpha=1 - params.report.level)))
-    row["verdict"] = f"{row['verdict']} ({budget_qualifier(budget)})"
+    row["qualifier"] = budget_qualifier(budget)
+    row["verdict"] = f"{row['verdict']}; {row['qualifier']}"
     return row
 
 
@@ -304,8 +306,8 @@ def answer_sentence(row: Mapping[str, Any]) -> str:
         text = f"Not measured: {row['read_at']}, so ticket vs dense was not tested there."
         return text if len(text) <= 200 else text[:199] + "…"
     lo, hi = row["ci"]
-    base = row["verdict"].split(" (")[0]
-    qual = row["verdict"][len(base):].strip(" ()")
+    base = row["verdict"].split("; ")[0]
+    qual = row.get("qualifier") or ""
     what = {SUPPORTED: f"non-inferior within the {margin}", CONTRADICTED: f"worse than dense beyond the {margin}",
             INCONCLUSIVE: f"inconclusive against the {margin}"}.get(base, base)
     span = f" [{lo:.2f}, {hi:.2f}]" if _num(lo) and _num(hi) else ""

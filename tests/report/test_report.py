@@ -188,7 +188,7 @@ def test_findings_table_opens_the_summary(report):
     # far beyond the margin 1.5 -> contradicted; no budget evidence -> provisional
     ratio = math.exp((math.log(80.125 / 50) + math.log(80.625 / 50.5)) / 2)
     assert ticket["effect"].startswith(f"{ratio:.3f}× — FID ratio ticket/dense (<1.50 good)")
-    assert ticket["verdict"].startswith("contradicted (provisional: no budget evidence)")
+    assert ticket["verdict"].startswith("contradicted; provisional: no budget evidence")
     assert ticket["p (Holm)"].endswith("(unadjusted, primary)") and ticket["n"] == "2"
     assert rows[("the ticket is non-inferior to dense (FID)", "round 1")]["role"] == "secondary"
     reinit = rows[("the ticket beats the reinit control (FID)", "round 3")]
@@ -304,7 +304,7 @@ def test_frontier_follows_the_fixed_sequence_of_ratios_and_convergence_is_only_d
     params = _params(margin=0.8, primary_sparsity=0.909)  # FID ratio bound 1.8: every round (<= 1.61) passes
     df = load_eval_table(params, tmp_path)
     row, fr = claim(params, df)
-    assert row["verdict"] == "supported (provisional: no budget evidence)"
+    assert row["verdict"] == "supported; provisional: no budget evidence"
     assert row["read_at"].startswith("round 3 (90.9 % prunable, 75.7 % of all")
     assert fr.over_seeds.ratio and fr.over_seeds.margin == pytest.approx(math.log(1.8))
     assert fr.over_seeds.censored and "≥ 90.9 % (last round studied, not bracketed)" in frontier_sentence(fr.over_seeds)
@@ -325,9 +325,9 @@ def test_frontier_follows_the_fixed_sequence_of_ratios_and_convergence_is_only_d
     stable = {"verdict_T": "supported", "verdict_2T": "supported", "stable": True}
     row, fr = claim(params, df, stable)
     assert not fr.converged.converged and not fr.over_seeds.provisional
-    assert row["verdict"] == "supported (budget-stable (T and 2T agree))"
+    assert row["verdict"] == "supported; budget-stable (T and 2T agree)"
     changed = dict(stable, verdict_2T="inconclusive at this scale", stable=False)
-    assert claim(params, df, changed)[0]["verdict"] == "supported (provisional: verdict changes at 2T)"
+    assert claim(params, df, changed)[0]["verdict"] == "supported; provisional: verdict changes at 2T"
     # no round at 90 % ± 0.5 % (the fake rounds are 55.0, 79.8, 90.9 %): not measured, the nearest named
     row, _ = claim(_params(margin=0.8), df)
     assert row["verdict"] == "not measured" and row["role"] == "primary"
@@ -450,7 +450,7 @@ def test_stage_entry_without_optional_inputs(tmp_path):
     assert rows["upstream blocks agree more than downstream blocks (forward order)"]["verdict"] == "not measured"
     ticket = next(r for r in _md_table(md, "Findings") if r["role"] == "primary")
     # every IMP seed is evaluated: two seeds; a FID ratio ~1.6 is far beyond the margin 1.01
-    assert ticket["verdict"].startswith("contradicted (provisional: no budget evidence)") and ticket["n"] == "2"
+    assert ticket["verdict"].startswith("contradicted; provisional: no budget evidence") and ticket["n"] == "2"
     primary = json.loads((out / "metrics.json").read_text())["findings"][0]
     assert "2 seeds: SE² = between-seed variance / n + mean cross-seed" in primary["test"]
 
