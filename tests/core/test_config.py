@@ -170,3 +170,12 @@ def test_start_step_rule():
         p = parse({"rewind": {"mode": mode, "step": 120}})
         assert p.start_step() == start and p.retrain_steps() == p.train.steps - start
     assert parse({}).start_step("init") == 0 and parse({"rewind": {"mode": "init"}}).start_step("checkpoint") == 120
+
+
+def test_primary_claim_window_is_validated():
+    p = parse_params(merge(TINY, {"report": {"primary_sparsity": 0.9, "primary_tolerance": 0.005}}))
+    assert (p.report.primary_sparsity, p.report.primary_tolerance) == (0.9, 0.005)
+    with pytest.raises(Exception, match="primary"):
+        parse_params(merge(TINY, {"report": {"primary_sparsity": 0.99, "primary_tolerance": 0.02}}))
+    with pytest.raises(Exception, match="primary_tolerance"):
+        parse_params(merge(TINY, {"report": {"primary_tolerance": 0.0}}))
