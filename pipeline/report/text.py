@@ -42,6 +42,8 @@ def _strip(sentence: str) -> str:
 
 # -- the sparsest non-inferior ticket (pipeline.stats.frontier) ----------------------------------
 def _margin_words(f: Frontier) -> str:
+    if f.ratio:
+        return f"upper bound of the FID ratio ticket/dense < {math.exp(f.margin):.2f}"
     if f.margin_fraction is not None:
         return f"upper bound < margin {f.margin:.2f} = {_frac(f.margin_fraction)} of dense FID {f.dense_fid:.2f}"
     return f"upper bound < margin {f.margin:.2f} FID"
@@ -51,6 +53,8 @@ def _fail_words(f: Frontier) -> str:
     upper = f.stopped_upper
     if upper is None or not math.isfinite(float(upper)):
         return "no interval"
+    if f.ratio:
+        return f"upper bound of the FID ratio {math.exp(upper):.2f}× ≥ {math.exp(f.margin):.2f}×"
     tail = f" = {_frac(f.margin_fraction)} of dense FID {f.dense_fid:.2f}" if f.margin_fraction is not None else " FID"
     return f"upper bound {upper:.2f} ≥ margin {f.margin:.2f}{tail}"
 
@@ -97,7 +101,7 @@ def seeds_frontier_sentence(sf: SeedsFrontier) -> str:
                       for s, f in sf.per_seed)
     summary += f"; the sequence stops at {stops}"
     pooled = sf.over_seeds
-    head = f"over seeds (mean ΔFID): {_strip(frontier_sentence(pooled))}; " if pooled is not None else ""
+    head = f"over seeds ({'geometric-mean FID ratio' if pooled is not None and pooled.ratio else 'mean ΔFID'}): {_strip(frontier_sentence(pooled))}; " if pooled is not None else ""
     return qualify(head + summary, sf.provisional)
 
 

@@ -3,11 +3,15 @@ per seed, over seeds and across margins. Numbers and statuses only; pipeline/rep
 pipeline/stats/ranking.py compares schedules.
 
 Inputs are intervals, not runs: for each sparse round k = 1..K (increasing sparsity; round 0 is the
-dense reference) the caller gives Δ = FID(ticket) − FID(dense) with the upper end of its interval at
-the configured level (how that interval is made is the caller's business, e.g. pipeline/stats/paired.py).
+dense reference) the caller gives the effect of the ticket against dense with the upper end of its
+interval at the configured level (how that interval is made is the caller's business). The report
+gives log(FID(ticket) / FID(dense)) (pipeline/stats/logscale.py) against the ratio margin
+log(1 + fraction) (`ratio_margin`); an additive Δ = FID(ticket) − FID(dense) against fraction × FID(dense)
+(`relative_margin`) is the same rule on the FID scale.
 
 Rule (issue 17; the tests themselves are pipeline.stats.verdicts's `within_margin` and `fixed_sequence`):
-- Margin, set in advance and relative to dense: margin = fraction × FID(dense) (`relative_margin`).
+- Margin, set in advance and relative to dense: a FID ratio below 1 + fraction (`ratio_margin`, on the
+  log scale), or margin = fraction × FID(dense) on the FID scale (`relative_margin`).
 - A round passes non-inferiority when its interval's upper end < margin. A round without a finite
   upper end fails: it cannot show non-inferiority.
 - Fixed sequence: rounds are tested in increasing sparsity and testing stops at the first failure.
@@ -44,7 +48,7 @@ BRACKETED, CENSORED, NONE = "bracketed", "censored", "none"
 # -- inputs --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RoundInterval:
-    """One sparse round's ΔFID = FID(ticket) − FID(dense) and the upper end of its interval."""
+    """One sparse round's effect against dense (log FID ratio, or ΔFID) and the upper end of its interval."""
     k: int
     prunable_sparsity: float
     global_sparsity: float
@@ -53,12 +57,25 @@ class RoundInterval:
     lower: Optional[float] = None
 
 
+RATIO, FID = "log ratio", "fid"
+
+
 @dataclass(frozen=True)
 class Margin:
-    """The non-inferiority margin in FID units and how it was set (fraction None: absolute)."""
+    """The non-inferiority margin on the effect's scale and how it was set (fraction None: absolute).
+    scale RATIO: `absolute` = log(1 + fraction), the effect a log FID ratio; FID: FID units."""
     absolute: float
     fraction: Optional[float]
     dense_fid: Optional[float]
+    scale: str = FID
+
+
+def ratio_margin(fraction: float) -> Margin:
+    """FID(ticket) / FID(dense) < 1 + fraction, on the log scale: log(1 + fraction)."""
+    fraction = float(fraction)
+    if not (math.isfinite(fraction) and fraction > 0):
+        raise ValueError(f"margin fraction must be a positive number, got {fraction!r}")
+    return Margin(math.log1p(fraction), fraction, None, RATIO)
 
 
 def relative_margin(fraction: float, dense_fid: float) -> Margin:
@@ -122,6 +139,12 @@ class Frontier:
     dense_fid: Optional[float]
     provisional: bool
     interval: str
+    scale: str = FID
+
+    @property
+    def ratio(self) -> bool:
+        """The effects and the margin are log FID ratios (print them with exp)."""
+        return self.scale == RATIO
 
     @property
     def censored(self) -> bool:
@@ -208,7 +231,7 @@ def sparsest_non_inferior(rounds: Sequence[RoundInterval], margin: Union[Margin,
         last_round=last.k, last_prunable_sparsity=last.prunable_sparsity,
         last_global_sparsity=last.global_sparsity,
         margin=m.absolute, margin_fraction=m.fraction, dense_fid=m.dense_fid, provisional=provisional,
-        interval=interval)
+        interval=interval, scale=m.scale)
 
 
 # -- per seed and over seeds ---------------------------------------------------------------------
@@ -246,22 +269,30 @@ class SeedsFrontier:
 
 def frontier_over_seeds(per_seed: Mapping[Hashable, Sequence[RoundInterval]],
                         over_seeds: Optional[Sequence[RoundInterval]], fraction: float,
-                        dense_fid: Mapping[Hashable, float], dense_fid_mean: Optional[float] = None, *,
-                        baseline_converged: Any = True, interval: str = "95 % upper bound") -> SeedsFrontier:
-    """Per seed: margin = fraction × that seed's dense FID. Over seeds: margin = fraction × the mean
-    dense FID (`dense_fid_mean`, default the mean of `dense_fid`), applied to the mean rounds."""
+                        dense_fid: Optional[Mapping[Hashable, float]], dense_fid_mean: Optional[float] = None, *,
+                        baseline_converged: Any = True, interval: str = "95 % upper bound",
+                        ratio: bool = False) -> SeedsFrontier:
+    """`ratio`: the rounds hold log FID ratios and every margin is `ratio_margin(fraction)` (no dense FID
+    needed). Else per seed: margin = fraction × that seed's dense FID; over seeds: margin = fraction ×
+    the mean dense FID (`dense_fid_mean`, default the mean of `dense_fid`), applied to the mean rounds."""
     if not per_seed:
         raise ValueError("no seeds")
-    missing = [s for s in per_seed if s not in dense_fid]
+    missing = [] if ratio else [s for s in per_seed if s not in (dense_fid or {})]
     if missing:
         raise ValueError(f"no dense FID for seeds {missing}")
     provisional = not converged_flag(baseline_converged)
-    results = tuple((s, sparsest_non_inferior(rs, relative_margin(fraction, dense_fid[s]),
+
+    def margin(fid: Optional[float]) -> Margin:
+        return ratio_margin(fraction) if ratio else relative_margin(fraction, fid)
+
+    results = tuple((s, sparsest_non_inferior(rs, margin(None if ratio else dense_fid[s]),
                                               baseline_converged=not provisional, interval=interval))
                     for s, rs in per_seed.items())
-    mean_fid = float(np.mean([dense_fid[s] for s in per_seed])) if dense_fid_mean is None else dense_fid_mean
-    pooled = (sparsest_non_inferior(over_seeds, relative_margin(fraction, mean_fid),
-                                    baseline_converged=not provisional, interval=interval)
+    mean_fid = None
+    if not ratio:
+        mean_fid = float(np.mean([dense_fid[s] for s in per_seed])) if dense_fid_mean is None else dense_fid_mean
+    pooled = (sparsest_non_inferior(over_seeds, margin(mean_fid), baseline_converged=not provisional,
+                                    interval=interval)
               if over_seeds is not None else None)
     fs = [f for _, f in results]
     sp = np.array([f.sparsity_or_dense for f in fs])
@@ -275,32 +306,34 @@ def frontier_over_seeds(per_seed: Mapping[Hashable, Sequence[RoundInterval]],
 
 
 # -- the verdict across margins ------------------------------------------------------------------
-def margins_table(rounds: Sequence[RoundInterval], dense_fid: float,
+def margins_table(rounds: Sequence[RoundInterval], dense_fid: Optional[float],
                   fractions: Sequence[float] = (0.05, 0.10, 0.20), *,
                   per_seed: Optional[Mapping[Hashable, Sequence[RoundInterval]]] = None,
                   per_seed_dense_fid: Optional[Mapping[Hashable, float]] = None,
-                  baseline_converged: Any = True, interval: str = "95 % upper bound") -> pd.DataFrame:
+                  baseline_converged: Any = True, interval: str = "95 % upper bound",
+                  ratio: bool = False) -> pd.DataFrame:
     """One row per margin fraction (ascending): the fixed-sequence decision on `rounds` (typically the
     over-seed mean rounds) at margin = fraction × `dense_fid`. With `per_seed` (and its dense FIDs)
     each row also carries the per-seed min / median / max and the number of censored seeds. Where no
     sparse round is non-inferior (status "none") the row's round is 0 and its sparsities 0 (dense).
 
     A larger margin never gives a less sparse ticket: every round that passes at a smaller margin
-    passes at a larger one, so the first failure can only move later."""
-    if per_seed is not None and per_seed_dense_fid is None:
+    passes at a larger one, so the first failure can only move later. `ratio`: log FID ratios against
+    `ratio_margin(fraction)` (the row's margin is then the ratio 1 + fraction; no dense FID needed)."""
+    if per_seed is not None and per_seed_dense_fid is None and not ratio:
         raise ValueError("per_seed needs per_seed_dense_fid")
     provisional = not converged_flag(baseline_converged)
     rows = []
     for frac in sorted(float(f) for f in fractions):
-        m = relative_margin(frac, dense_fid)
+        m = ratio_margin(frac) if ratio else relative_margin(frac, dense_fid)
         f = sparsest_non_inferior(rounds, m, baseline_converged=not provisional, interval=interval)
-        row = {"margin_fraction": frac, "margin": m.absolute, "round": f.round_or_dense,
+        row = {"margin_fraction": frac, "margin": 1 + frac if ratio else m.absolute, "round": f.round_or_dense,
                "prunable_sparsity": f.sparsity_or_dense, "global_sparsity": f.global_sparsity_or_dense,
                "status": f.status, "stopped_at": f.stopped_at, "crossing_interpolated": f.crossing,
                "provisional": provisional}
         if per_seed is not None:
             sf = frontier_over_seeds(per_seed, None, frac, per_seed_dense_fid,
-                                     baseline_converged=not provisional, interval=interval)
+                                     baseline_converged=not provisional, interval=interval, ratio=ratio)
             row.update({"seeds": sf.n_seeds, "seeds_censored": sf.n_censored,
                         "seeds_sparsity_min": sf.sparsity_min, "seeds_sparsity_median": sf.sparsity_median,
                         "seeds_sparsity_max": sf.sparsity_max})

@@ -195,3 +195,12 @@ def test_every_preset_parses_and_names_every_param_dvc_reads(tmp_path):
             for part in key.split("."):
                 assert isinstance(node, dict) and part in node, f"{preset.name} lacks {key}"
                 node = node[part]
+
+
+def test_primary_claim_window_is_validated():
+    p = parse_params(merge(TINY, {"report": {"primary_sparsity": 0.9, "primary_tolerance": 0.005}}))
+    assert (p.report.primary_sparsity, p.report.primary_tolerance) == (0.9, 0.005)
+    with pytest.raises(Exception, match="primary"):
+        parse_params(merge(TINY, {"report": {"primary_sparsity": 0.99, "primary_tolerance": 0.02}}))
+    with pytest.raises(Exception, match="primary_tolerance"):
+        parse_params(merge(TINY, {"report": {"primary_tolerance": 0.0}}))

@@ -1,5 +1,5 @@
 """FID intervals over seeds (pipeline.report.fid_intervals): the FID∞ interval matches its documented
-formula, and a mean FID's interval is cut at 0 but never invented."""
+formula, and a mean FID is a geometric mean whose interval is positive without a cut, never invented."""
 from __future__ import annotations
 
 import math
@@ -37,12 +37,18 @@ def test_bootstrap_noise_widens_the_interval_when_seeds_agree():
     assert noisy.high - noisy.low == pytest.approx(2 * stats.t.ppf(0.975, 1) * math.sqrt(0.5))
 
 
-def test_mean_fids_cut_at_zero_and_keep_a_missing_interval_missing():
+def test_mean_fids_are_geometric_positive_and_keep_a_missing_interval_missing():
     rows = pd.DataFrame({"kind": ["dense"] * 2, "seed": [1, 2], "round": [0, 0], "fid": [0.5, 3.0],
                          "fid_std": [0.1, 0.1], "fid_inf": [0.2, 2.0], "fid_inf_low": [0.0, 1.0],
                          "fid_inf_high": [0.4, 3.0]})
     fid, inf = mean_fids(rows, None, 0.95)
-    assert fid.low == 0.0 and fid.high > 3.0 and fid.rule.endswith("truncated at 0")
-    assert inf.low == 0.0 and inf.high > 2.0
+    assert fid.mean == pytest.approx(math.sqrt(1.5))
+    # the interval of the mean log FID, mapped back: positive, never cut, and symmetric on the log scale
+    assert 0.0 < fid.low < 0.5 and fid.high > 3.0 and "truncated" not in fid.rule
+    assert math.log(fid.high) - math.log(fid.mean) == pytest.approx(math.log(fid.mean) - math.log(fid.low))
+    assert 0.0 < inf.low and inf.high > 2.0 and "geometric mean" in inf.rule
     one, _ = mean_fids(rows.iloc[:1].assign(fid_std=[np.nan]), None, 0.95)
-    assert math.isnan(one.low) and math.isnan(one.high)  # one seed without its own SD: no interval, not [0, NaN]
+    assert math.isnan(one.low) and math.isnan(one.high)  # one seed without its own SD: no interval
+    # a FID∞ <= 0 has no log: an arithmetic mean that says so, still not cut at 0
+    _, neg = mean_fids(rows.assign(fid_inf=[-0.5, 2.0]), None, 0.95)
+    assert neg.mean == pytest.approx(0.75) and neg.low < 0 and "arithmetic mean" in neg.rule

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -156,7 +157,8 @@ def report(tmp_path_factory):
     pytest.importorskip("pipeline.similarity.agreement")  # block colours and similarity figures come from it
     root = tmp_path_factory.mktemp("run")
     make_fake_results(root / "artifacts", controls=True)
-    written = build_report(_params(margin=0.5), out_dir=root / "reports", artifacts_root=root / "artifacts")
+    written = build_report(_params(margin=0.5, primary_sparsity=0.909), out_dir=root / "reports",
+                           artifacts_root=root / "artifacts")
     return root, written
 
 
@@ -177,24 +179,33 @@ def test_findings_table_opens_the_summary(report):
     md = (root / "reports/summary.md").read_text()
     first_section = md.split("\n## ", 2)[1]
     assert first_section.startswith("Findings\n")
-    rows = {r["claim"]: r for r in _md_table(md, "Findings")}
-    ticket = rows["winning tickets exist at ≥ 90 % sparsity (ticket vs dense)"]
-    # round 3 (90.9 %): ΔFID = 30.125 on both seeds; far beyond the margin 0.5 x dense 50.25 -> contradicted;
-    # the fake dense curve is flat, so the verdict is not provisional
-    assert ticket["read at"].startswith("round 3") and float(ticket["effect"]) == pytest.approx(30.125, abs=5e-4)
-    assert ticket["verdict"] == "contradicted" and "fixed-sequence non-inferiority, margin 25.1" in ticket["test"]
-    assert "Δ held-out loss +0.003" in ticket["also measured"] and "exact sign-flip p" in ticket["also measured"]
-    assert "frontier: sparsest non-inferior ticket: round 2" in ticket["also measured"]
-    reinit, random = rows["the ticket beats the reinit control"], rows["the ticket beats the random control"]
-    assert reinit["verdict"] == "supported" and float(reinit["effect"]) == pytest.approx(11.125, abs=5e-4)
-    assert random["verdict"] == "inconclusive at this scale"  # seeds straddle the ticket
-    assert rows["upstream blocks agree more than downstream blocks (forward order)"]["verdict"] == "supported"
-    assert rows["encoder blocks agree more than decoder blocks at the same resolution"]["verdict"] == \
-        "inconclusive at this scale"
-    assert rows["the two tickets agree beyond what each shares with its starting magnitudes"]["verdict"] == "contradicted"
-    assert "agree less than their starting magnitudes predict" in md
+    table = _md_table(md, "Findings")
+    assert list(table[0]) == ["claim", "read at", "effect", "95 % interval", "n", "p (Holm)", "verdict", "role"]
+    assert [r["role"] for r in table].count("primary") == 1 and table[0]["role"] == "primary"
+    rows = {(r["claim"], r["read at"].split(" (")[0]): r for r in table}
+    ticket = rows[("the ticket is non-inferior to dense (FID)", "round 3")]
+    # round 3 (90.9 %, inside report.primary_sparsity 0.909 ± 0.005): FID ratio 80.125/50 and 80.625/50.5,
+    # far beyond the margin 1.5 -> contradicted; no budget evidence -> provisional
+    ratio = math.exp((math.log(80.125 / 50) + math.log(80.625 / 50.5)) / 2)
+    assert ticket["effect"].startswith(f"{ratio:.3f}× — FID ratio ticket/dense (<1.50 good)")
+    assert ticket["verdict"].startswith("contradicted; provisional: no budget evidence")
+    assert ticket["p (Holm)"].endswith("(unadjusted, primary)") and ticket["n"] == "2"
+    assert rows[("the ticket is non-inferior to dense (FID)", "round 1")]["role"] == "secondary"
+    reinit = rows[("the ticket beats the reinit control (FID)", "round 3")]
+    random = rows[("the ticket beats the random control (FID)", "round 3")]
+    assert "FID ratio reinit/ticket (>1 good)" in reinit["effect"] and "(raw " in reinit["p (Holm)"]
+    assert random["verdict"].startswith("inconclusive at this scale")  # seeds straddle the ticket
+    sim = {r["claim"]: r for r in table}
+    assert sim["upstream blocks agree more than downstream blocks (forward order)"]["verdict"].startswith("supported")
+    assert sim["encoder blocks agree more than decoder blocks at the same resolution"]["verdict"].startswith(
+        "inconclusive at this scale")
+    # raw p 0.02 over a family of 7 secondary p-values: Holm demotes the magnitude claim to inconclusive
+    assert sim["the two tickets agree beyond what each shares with its starting magnitudes"]["verdict"].startswith(
+        "inconclusive at this scale")
+    assert all(len(cell) <= 120 for r in table for cell in r.values())
     metrics = json.loads((root / "reports/metrics.json").read_text())
-    assert [f["verdict"] for f in metrics["findings"]] == [r["verdict"] for r in rows.values()]
+    assert [f["verdict"] for f in metrics["findings"]] == [r["verdict"].split(" [")[0] for r in table]
+    assert metrics["findings"][0]["role"] == "primary" and metrics["findings"][0]["p_holm"] == metrics["findings"][0]["p"]
 
 
 def test_tables_show_spread_intervals_and_extractor_hash(report):
@@ -266,7 +277,9 @@ def test_curves_show_each_seed_the_mean_and_the_controls():
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert list(lines["seed 1"].get_ydata()) == [_fid(1, k) for k in (0, *ROUNDS)]
     assert list(lines["seed 2"].get_ydata()) == [_fid(2, k) for k in (0, *ROUNDS)]
-    assert list(lines["mean over 2 seed(s)"].get_ydata()) == pytest.approx([_fid(1, k) + 0.25 for k in (0, *ROUNDS)])
+    # the geometric mean over seeds (FIDs are averaged on the log scale)
+    assert list(lines["mean over 2 seed(s)"].get_ydata()) == pytest.approx([math.sqrt(_fid(1, k) * _fid(2, k))
+                                                                            for k in (0, *ROUNDS)])
     assert lines["seed 1"].get_linewidth() < lines["mean over 2 seed(s)"].get_linewidth()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "mean: 95 % CI of mean" in labels  # the band
@@ -275,7 +288,7 @@ def test_curves_show_each_seed_the_mean_and_the_controls():
     assert set(markers) == {"reinit control, mean (95 % CI of mean)", "random control, mean (95 % CI of mean)"}
 
 
-def test_ticket_claim_follows_the_fixed_sequence_and_is_provisional_without_convergence(tmp_path):
+def test_frontier_follows_the_fixed_sequence_of_ratios_and_convergence_is_only_described(tmp_path):
     from pipeline.report import findings as FD
     from pipeline.report import frontier as FR
     from pipeline.report.inputs import load_eval_table
@@ -283,38 +296,42 @@ def test_ticket_claim_follows_the_fixed_sequence_and_is_provisional_without_conv
 
     make_fake_results(tmp_path, with_optional=False)
 
-    def claim(params, df):
+    def claim(params, df, budget=None):
         runs = FR.load_paired(params, df, tmp_path)
         fr = FR.frontier(params, df, runs)
-        return FD.ticket_vs_dense(params, df, runs, fr), fr
+        return FD.primary_finding_row(params, df, runs, budget), fr
 
-    params = _params(margin=0.8)  # 0.8 x mean dense 50.25 = 40.2: every round's ΔFID (<= 30.1) passes
+    params = _params(margin=0.8, primary_sparsity=0.909)  # FID ratio bound 1.8: every round (<= 1.61) passes
     df = load_eval_table(params, tmp_path)
     row, fr = claim(params, df)
-    assert row["verdict"] == "supported" and row["read_at"].startswith("round 3 (90.9 % prunable, 75.7 % of all")
+    assert row["verdict"] == "supported; provisional: no budget evidence"
+    assert row["read_at"].startswith("round 3 (90.9 % prunable, 75.7 % of all")
+    assert fr.over_seeds.ratio and fr.over_seeds.margin == pytest.approx(math.log(1.8))
     assert fr.over_seeds.censored and "≥ 90.9 % (last round studied, not bracketed)" in frontier_sentence(fr.over_seeds)
+    assert fr.fid_margin == pytest.approx(0.8 * 50.25)
     # a non-inferior round after a failed one must not count: round 2 fails, round 3 would pass alone
     moved = df.copy()
     moved.loc[moved["round"] == 2, "fid"] += 45.0
-    row, fr = claim(params, moved)
+    _, fr = claim(params, moved)
     assert (fr.over_seeds.round, fr.over_seeds.stopped_at) == (1, 2) and fr.over_seeds.bracketed
-    assert row["verdict"] == "inconclusive at this scale"
-    # a dense baseline still learning: no unqualified verdict
+    assert "upper bound of the FID ratio" in frontier_sentence(fr.over_seeds)
+    # a dense baseline still learning is described, but qualifies nothing: the budget check does
     for seed in SEEDS:
         path = tmp_path / f"eval/s{seed}/r0/paired.json"
         data = json.loads(path.read_text())
         data["heldout_curve"] = {step: [v + 0.01 * (2 - i) for v in values]
                                  for i, (step, values) in enumerate(data["heldout_curve"].items())}
         path.write_text(json.dumps(data))
-    row, fr = claim(params, df)
-    assert not fr.converged.converged
-    assert row["verdict"] == "supported (provisional: dense baseline not converged)"
-    short_params = parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": 1, "prev": 0}, {"k": 2, "prev": 1}]},
-                                 "controls": {"rounds": []}})
-    short_df = load_eval_table(short_params, tmp_path)
-    short, _ = claim(short_params, short_df)
-    assert short["verdict"] == "not measured"
-    assert short["test"] == "no round reaches 90 % sparsity (sparsest: 79.8 % at round 2)"
+    stable = {"verdict_T": "supported", "verdict_2T": "supported", "stable": True}
+    row, fr = claim(params, df, stable)
+    assert not fr.converged.converged and not fr.over_seeds.provisional
+    assert row["verdict"] == "supported; budget-stable (T and 2T agree)"
+    changed = dict(stable, verdict_2T="inconclusive at this scale", stable=False)
+    assert claim(params, df, changed)[0]["verdict"] == "supported; provisional: verdict changes at 2T"
+    # no round at 90 % ± 0.5 % (the fake rounds are 55.0, 79.8, 90.9 %): not measured, the nearest named
+    row, _ = claim(_params(margin=0.8), df)
+    assert row["verdict"] == "not measured" and row["role"] == "primary"
+    assert row["read_at"] == "no round at 90.0 % ± 0.5 % (nearest: round 3 at 90.9 %)"
 
 
 def test_heldout_by_t_csv_is_tidy_and_matches_metrics(report):
@@ -350,7 +367,8 @@ def test_heldout_by_t_keeps_an_empty_bucket_as_missing():
 
 def test_report_is_byte_stable(report, tmp_path):
     root, written = report
-    again = build_report(_params(margin=0.5), out_dir=tmp_path / "reports", artifacts_root=root / "artifacts")
+    again = build_report(_params(margin=0.5, primary_sparsity=0.909), out_dir=tmp_path / "reports",
+                         artifacts_root=root / "artifacts")
     for a, b in zip(written, again):
         assert a.name == b.name and a.read_bytes() == b.read_bytes(), a.name
 
@@ -416,7 +434,7 @@ def test_stage_entry_without_optional_inputs(tmp_path):
     """`python -m stages.report` in a run without similarity/rates and no ticket within tolerance."""
     pytest.importorskip("pipeline.similarity.agreement")
     make_fake_results(tmp_path / "artifacts", with_optional=False)
-    (tmp_path / "params.yaml").write_text(json.dumps(_params(margin=0.01).model_dump(mode="json")))
+    (tmp_path / "params.yaml").write_text(json.dumps(_params(margin=0.01, primary_sparsity=0.909).model_dump(mode="json")))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.run([sys.executable, "-m", "stages.report"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -430,9 +448,11 @@ def test_stage_entry_without_optional_inputs(tmp_path):
     assert (out / "index.html").read_text().count("data:image/png;base64,") == 7
     rows = {r["claim"]: r for r in _md_table(md, "Findings")}
     assert rows["upstream blocks agree more than downstream blocks (forward order)"]["verdict"] == "not measured"
-    ticket = rows["winning tickets exist at ≥ 90 % sparsity (ticket vs dense)"]
-    # every IMP seed is evaluated: two seeds, the shared-noise SE; ΔFID ~30 is far beyond the margin
-    assert ticket["verdict"] == "contradicted" and "2 seeds: SE² = between-seed variance / n + mean cross-seed" in ticket["test"]
+    ticket = next(r for r in _md_table(md, "Findings") if r["role"] == "primary")
+    # every IMP seed is evaluated: two seeds; a FID ratio ~1.6 is far beyond the margin 1.01
+    assert ticket["verdict"].startswith("contradicted; provisional: no budget evidence") and ticket["n"] == "2"
+    primary = json.loads((out / "metrics.json").read_text())["findings"][0]
+    assert "2 seeds: SE² = between-seed variance / n + mean cross-seed" in primary["test"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -675,9 +695,9 @@ def test_similarity_findings_follow_the_claims_interval():
     assert similarity_findings(None, "kappa")[0]["verdict"] == "not measured"
 
 
-def test_mean_fid_intervals_are_cut_at_0_in_the_report_and_in_compare():
-    """A mean FID over 3 seeds with a large spread: a symmetric t-interval would go below 0."""
-    from pipeline.report.compare import experiment_curves
+def test_mean_fid_intervals_are_geometric_and_never_cut_at_0():
+    """A mean FID over 3 seeds with a large spread: a symmetric t-interval would go below 0; on the log
+    scale the interval stays positive without a cut."""
     from pipeline.report.tables import seed_stats
 
     df = pd.DataFrame({"kind": "ticket", "round": 5, "main": True, "seed": [1, 2, 3], "fid": [30.0, 60.0, 200.0],
@@ -687,7 +707,10 @@ def test_mean_fid_intervals_are_cut_at_0_in_the_report_and_in_compare():
                        "params_kept": 1e3, "params_total": 1e5, "feature_extractor": "classifier",
                        "extractor_sha256": "ab" * 32})
     stats = seed_stats(df).iloc[0]
-    assert stats["fid_low"] == 0.0 and stats["fid_inf_low"] == 0.0 and "truncated at 0" in stats["fid_rule"]
-    assert stats["fid_high"] > 200.0
+    assert stats["fid"] == pytest.approx((30.0 * 60.0 * 200.0) ** (1 / 3))
+    assert 0.0 < stats["fid_low"] < 30.0 and stats["fid_high"] > 200.0 and 0.0 < stats["fid_inf_low"]
+    assert "geometric mean" in stats["fid_rule"] and "truncated" not in stats["fid_rule"]
+    from pipeline.report.compare import experiment_curves  # compare's own curves (arithmetic, cut at 0)
+
     curves = experiment_curves(df.assign(experiment="main"))
     assert curves["fid_low"].iloc[0] == 0.0 and curves["fid_high"].iloc[0] > 200.0
