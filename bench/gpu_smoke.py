@@ -57,6 +57,7 @@ DRY = {
     "sparsity": {"schedule": "uniform", "rate": 0.8, "exclude": ["init_conv.*", "final_conv.*"]},
     "imp": {"seeds": [1, 2], "rounds": [{"k": 1, "prev": 0}]},
     "controls": {"rounds": []},
+    "budget": {"seeds": []},
 }
 # on the GPU: the smoke preset, shortened; one 80 % prune round
 GPU = {"train": {"steps": 200, "checkpoint_every": 100, "log_every": 20}, "rewind": {"step": 20},

@@ -19,6 +19,7 @@ TINY = {
     "sparsity": {"schedule": "uniform", "rate": 0.5, "exclude": ["init_conv.*", "final_conv.*"]},
     "imp": {"seeds": [1, 2], "rounds": [{"k": 1, "prev": 0}, {"k": 2, "prev": 1}]},
     "controls": {"rounds": []},
+    "budget": {"seeds": []},  # off: tiny studies are the chain; the budget tests switch it on
     "eval": {"num_samples": 16, "sampling_steps": 2, "batch_size": 8, "kid_subset_size": 8,
              "heldout_size": 16},
     "features": {"steps": 5, "batch_size": 16, "width": 8, "feature_dim": 16, "holdout": 50},

@@ -93,7 +93,8 @@ def stage_count(p) -> int:
     controls = len(p.controls.kinds) * seeds * len(p.controls.rounds)
     # prepare, init, features, reference, layer_rates, similarity, report; per seed dense, eval_dense;
     # per seed and round prune, rewind, retrain, eval; per control its training and its eval
-    return 7 + 2 * seeds + 4 * seeds * rounds + 2 * controls
+    # and per budget seed dense_budget, retrain_budget, eval_budget
+    return 7 + 2 * seeds + 4 * seeds * rounds + 2 * controls + 3 * len(p.budget.seeds)
 
 
 EXECUTORS = ("local", "slurm", "submitit-local")

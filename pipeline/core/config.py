@@ -247,6 +247,28 @@ class ReportConfig(Section):
         return self
 
 
+class BudgetConfig(Section):
+    """The budget check of the primary claim: for each of `seeds`, the dense run and round `round`'s
+    ticket (its mask from the chain, rewound like the chain) trained again at factor x train.steps, so
+    the report can say whether the ticket-vs-dense verdict at train.steps survives the longer budget.
+    `round` is explicit because dvc.yaml templates cannot compute it: set it to the primary round (the
+    report's primary sparsity; the report says so when they differ). seeds: [] switches the check off."""
+    factor: int = Field(2, ge=2)
+    round: int = Field(2, ge=1)
+    seeds: tuple[int, ...] = (1, 2, 3)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v) or any(s < 0 for s in v):
+            raise ValueError("must be a list of distinct non-negative integers ([] switches the budget check off)")
+        return v
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.seeds)
+
+
 class ClusterConfig(Section):
     """What `lth-diffusion repro --executor slurm` asks SLURM for, per stage. No stage declares these
     keys, so they enter no stage hash: moving a study to a cluster keeps its cache."""
@@ -273,6 +295,7 @@ class Params(Section):
     similarity: SimilarityConfig = SimilarityConfig()
     controls: ControlsConfig = ControlsConfig()
     report: ReportConfig = ReportConfig()
+    budget: BudgetConfig = BudgetConfig()
     cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
@@ -314,6 +337,15 @@ class Params(Section):
         ks = [r.k for r in self.imp.rounds]
         if any(k not in ks for k in self.controls.rounds):
             raise _CrossError("controls.rounds", list(self.controls.rounds), f"each must be a round k of imp.rounds {ks}")
+        if self.budget.enabled:
+            stray = [s for s in self.budget.seeds if s not in self.imp.seeds]
+            if stray or len(self.budget.seeds) < 2:
+                raise _CrossError("budget.seeds", list(self.budget.seeds),
+                                  f"must be [] (no budget check) or at least two seeds of imp.seeds "
+                                  f"{list(self.imp.seeds)} (an interval over seeds needs two)")
+            if self.budget.round not in ks:
+                raise _CrossError("budget.round", self.budget.round,
+                                  f"must be a round k of imp.rounds {ks} (the primary round), or set budget.seeds: []")
         return self
 
     def level_resolutions(self) -> list[int]:
@@ -339,6 +371,12 @@ class Params(Section):
         run from step k, every other start (theta0, a fresh draw) begins at 0. `mode` defaults to
         rewind.mode (a control passes its own)."""
         return self.rewind.step if (mode or self.rewind.mode) == "checkpoint" else 0
+
+    def at_budget(self) -> "Params":
+        """These params with train.steps stretched to budget.factor x train.steps: the budget stages'
+        recipe. The lr decay stretches with it; warm-up, rewind.step and the data-order seed stay."""
+        steps = self.budget.factor * self.train.steps
+        return self.model_copy(update={"train": self.train.model_copy(update={"steps": steps})})
 
     def retrain_steps(self) -> int:
         """Late rewinding resumes at step k, so the retrain finishes at the dense run's length."""

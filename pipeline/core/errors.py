@@ -48,6 +48,11 @@ _STAGES: tuple[tuple[str, str], ...] = (
     (paths.pattern("eval", _IN), "eval@{seed}-round{i}"),
     (paths.pattern("layer_rates", _IN), "layer_rates"),
     (paths.pattern("similarity", _IN), "similarity"),
+    (paths.pattern("budget_train", _IN, k=0), "dense_budget@{seed}"),
+    (paths.pattern("budget_checkpoint", k=0), "dense_budget@{seed}"),
+    (paths.pattern("budget_train", _IN), "retrain_budget@{seed}"),
+    (paths.pattern("budget_checkpoint"), "retrain_budget@{seed}"),
+    (paths.pattern("budget_eval", _IN), "eval_budget@{seed}"),
 )
 
 

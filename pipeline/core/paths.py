@@ -31,6 +31,9 @@ LAYOUT = {
     "control_checkpoint": "checkpoints/control-{kind}-s{seed}-r{k}.pt",
     "control_eval": "eval/controls/{kind}/s{seed}/r{k}",
     "similarity": "similarity",
+    "budget_train": "budget/s{seed}/r{k}/train",
+    "budget_eval": "budget/s{seed}/r{k}/eval",
+    "budget_checkpoint": "checkpoints/budget-s{seed}-r{k}.pt",
 }
 _FIELD = {"seed": r"(?P<seed>\d+)", "k": r"(?P<k>\d+)", "kind": r"(?P<kind>[^/]+)"}
 
@@ -125,3 +128,16 @@ def control_eval_dir(kind: str, seed: int, k: int, root: Path = ROOT) -> Path:
 
 def similarity_dir(root: Path = ROOT) -> Path:
     return _at("similarity", root)
+
+
+def budget_train_dir(seed: int, k: int, root: Path = ROOT) -> Path:
+    """Seed `seed`'s round-k net (0: dense) trained at budget.factor x train.steps."""
+    return _at("budget_train", root, seed=seed, k=k)
+
+
+def budget_eval_dir(seed: int, k: int, root: Path = ROOT) -> Path:
+    return _at("budget_eval", root, seed=seed, k=k)
+
+
+def budget_checkpoint_path(seed: int, k: int, root: Path = ROOT) -> Path:
+    return _at("budget_checkpoint", root, seed=seed, k=k)

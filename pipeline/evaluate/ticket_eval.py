@@ -4,6 +4,7 @@ KID, the held-out denoising loss per timestep bucket, MACs and storage (the `eva
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,10 +38,11 @@ def ticket_counts(params: Params, model: torch.nn.Module, mask: Mask | None) -> 
             "params_total": params_total, "params_kept": params_total - (total - kept)}
 
 
-def _heldout_curve(params: Params, seed: int, diffusion: Diffusion, held, final: torch.Tensor) -> dict[str, list]:
-    """Per-item held-out losses of the dense run's EMA weights at train.convergence_checks and at
-    the end (step -> losses): the data of the convergence check (pipeline.stats.convergence)."""
-    checks = load_torch(paths.train_dir(seed, 0) / "ema_checks.pt")
+def _heldout_curve(params: Params, dense: Path, diffusion: Diffusion, held, final: torch.Tensor) -> dict[str, list]:
+    """Per-item held-out losses of the EMA weights of the dense run in folder `dense` at
+    train.convergence_checks and at the end (step -> losses): the data of the convergence check
+    (pipeline.stats.convergence)."""
+    checks = load_torch(dense / "ema_checks.pt")
     model = tickets.new_model(params).to(diffusion.device)
     curve = {}
     for step in sorted(checks):
@@ -50,14 +52,18 @@ def _heldout_curve(params: Params, seed: int, diffusion: Diffusion, held, final:
     return curve
 
 
-def evaluate_net(params: Params, seed: int, k: int, control: str | None = None) -> None:
+def evaluate_net(params: Params, seed: int, k: int, control: str | None = None,
+                 where: tuple[Path, Path] | None = None) -> None:
     """FID/KID, held-out loss and cost of seed `seed`'s round-k net (k = 0: dense), or of its
     `control` (reinit | random) when given. Reads no imp.* param (a missing net is reported below),
-    so adding IMP rounds leaves the existing evals alone."""
+    so adding IMP rounds leaves the existing evals alone. `where`: (the trained net's folder, the
+    output folder) instead of the chain's (the budget check's nets)."""
     start = time.perf_counter()
     configure_threads()
     device = pick_device()
-    ticket = (paths.control_train_dir(control, seed, k) if control else paths.train_dir(seed, k)) / "model.pt"
+    trained, out = where or ((paths.control_train_dir(control, seed, k), paths.control_eval_dir(control, seed, k))
+                             if control else (paths.train_dir(seed, k), paths.eval_dir(seed, k)))
+    ticket = trained / "model.pt"
     if not ticket.exists():
         raise ConfigError(f"{ticket} not found: train {control or 'round'} {k} of seed {seed} first")
     # fail fast on a missing extractor or stale reference, before minutes of sampling
@@ -65,7 +71,6 @@ def evaluate_net(params: Params, seed: int, k: int, control: str | None = None) 
     _, ref = load_reference(params)
 
     _, ema, mask, _ = tickets.load_ticket(ticket, params, device)
-    out = paths.control_eval_dir(control, seed, k) if control else paths.eval_dir(seed, k)
     shape = (params.data.channels, params.data.image_size, params.data.image_size)
     diffusion = Diffusion(params.diffusion, device)
     samples = sample_images(diffusion, ema, params.eval.num_samples, shape, params.eval.sampling_steps,
@@ -81,7 +86,7 @@ def evaluate_net(params: Params, seed: int, k: int, control: str | None = None) 
                        params.eval.seed)
     items = heldout_losses(diffusion, ema, held, params.eval.batch_size)
     heldout = heldout_summary(items, held.t, diffusion.timesteps, params.eval.heldout_buckets)
-    curve = _heldout_curve(params, seed, diffusion, held, items) if k == 0 and control is None else None
+    curve = _heldout_curve(params, trained, diffusion, held, items) if k == 0 and control is None else None
     loss = heldout["heldout_loss"]
 
     save_grid(samples[:GRID_IMAGES], out / "samples.png")

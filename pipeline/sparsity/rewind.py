@@ -2,6 +2,8 @@
 draw, times the mask."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from pipeline.core import paths
@@ -37,14 +39,16 @@ def reinit_draw(params: Params, seed: int, k: int) -> dict[str, torch.Tensor]:
     return tickets.new_model(params).state_dict()
 
 
-def rewound_state(params: Params, seed: int, k: int, mask: Mask, mode: str | None = None) -> dict[str, torch.Tensor]:
+def rewound_state(params: Params, seed: int, k: int, mask: Mask, mode: str | None = None,
+                  dense: Path | None = None) -> dict[str, torch.Tensor]:
     """The weights a round restarts from: theta0, theta_k or a fresh draw (`mode`, by default
-    rewind.mode), times the mask."""
+    rewind.mode), times the mask. theta_k comes from the dense run in folder `dense` (by default the
+    chain's round 0; the budget check passes its longer dense run)."""
     mode = mode or params.rewind.mode
     if mode == "init":
         state = theta0_for(params, seed)
     elif mode == "checkpoint":
-        state = load_torch(paths.train_dir(seed, 0) / "rewind.pt")
+        state = load_torch((dense or paths.train_dir(seed, 0)) / "rewind.pt")
     else:  # reinit: a new random draw of every weight
         state = reinit_draw(params, seed, k)
     state = {n: t.clone() for n, t in state.items()}

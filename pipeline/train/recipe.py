@@ -1,5 +1,6 @@
 """The study's training recipe from params: how a dense run or a masked retrain is identified
-(its checkpoint fingerprint), trained and written. The `dense`, `retrain` and `control` stages use it.
+(its checkpoint fingerprint), trained and written. The `dense`, `retrain` and `control` stages use it,
+and the budget stages with the params of the longer budget (`Params.at_budget`).
 """
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import pandas as pd
 
 from pipeline.core import paths
 from pipeline.core.config import Params
-from pipeline.core.io import load_torch, save_text
+from pipeline.core.io import load_torch, save_text, save_torch
 from pipeline.data.prepared import load_dataset
 from pipeline.ddpm.diffusion import Diffusion
 from pipeline.runtime import distributed
 from pipeline.runtime.device import configure_threads, pick_device
 from pipeline.sparsity import tickets
 from pipeline.sparsity.masks import Mask
+from pipeline.sparsity.rewind import theta0_for
 from pipeline.train.loop import TrainResult, train
 
 
@@ -40,6 +42,27 @@ def training_fingerprint(params: Params, *extra) -> str:
 
 def digest(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()[:16]
+
+
+def train_dense(params: Params, seed: int, out: Path, checkpoint: Path, desc: str) -> None:
+    """Train theta0 (shared, or the seed's own: model.theta0) densely with data-order seed `seed` for
+    train.steps; write it under `out` with theta_k (the weights after rewind.step steps) as
+    rewind.pt for late rewinding and the EMA weights at train.convergence_checks as ema_checks.pt."""
+    configure_threads()
+    device = pick_device()
+    model = tickets.new_model(params).to(device)
+    theta0 = paths.init_dir() / "theta0.pt"  # model.theta0 = per_seed: the seed's own draw (its fingerprint: model.*)
+    model.load_state_dict({n: t.to(device) for n, t in theta0_for(params, seed).items()})
+    k = params.rewind.step
+    checks = params.train.check_steps()[:-1]  # the end's EMA is model.pt's
+    result = train(model, Diffusion(params.diffusion, device), load_dataset(params.data), params.train,
+                   steps=params.train.steps, seed=seed, hflip=params.data.hflip, checkpoint=checkpoint,
+                   fingerprint=training_fingerprint(params, "dense", seed, k, digest(theta0)),
+                   snapshot_steps=(k,), ema_snapshot_steps=checks, desc=desc)
+    if write_training_outputs(out, result, None, seed=seed, round=0):
+        save_torch(result.snapshots[k], out / "rewind.pt")  # theta_k for late rewinding
+        # EMA weights part-way through, for the eval's convergence check of the baseline
+        save_torch({step: result.ema_snapshots[step] for step in checks}, out / "ema_checks.pt")
 
 
 def train_masked(params: Params, seed: int, mask_path: Path, weights_path: Path, out: Path, checkpoint: Path,

@@ -88,6 +88,9 @@ def test_every_param_a_stage_reads_is_declared_for_it(tmp_path, monkeypatch):
     from stages.reference import run_reference
     from stages.layer_rates import run_layer_rates
     from stages.similarity import run_similarity
+    from stages.dense_budget import run_dense_budget
+    from stages.retrain_budget import run_retrain_budget
+    from stages.eval_budget import run_eval_budget
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(data, "_mnist5k", functools.cache(data._mnist5k))
@@ -98,7 +101,13 @@ def test_every_param_a_stage_reads_is_declared_for_it(tmp_path, monkeypatch):
         "init": parse_params(merge(raw, {"rewind": {"mode": "init"}})),
         "reinit": parse_params(merge(raw, {"rewind": {"mode": "reinit"}})),
     }
-    recorder = ReadRecorder(params, *variants.values())
+    budget = parse_params(merge(raw, {"budget": {"seeds": [1, 2], "round": 1}}))
+    budget_init = parse_params(merge(raw, {"budget": {"seeds": [1, 2], "round": 1}, "rewind": {"mode": "init"}}))
+    # the budget stages read the longer recipe through at_budget(): record its train section too
+    at_budget = Params.at_budget
+    longer = {id(p): at_budget(p) for p in (budget, budget_init)}
+    monkeypatch.setattr(Params, "at_budget", lambda self: (at_budget(self), longer[id(self)])[1])
+    recorder = ReadRecorder(params, *variants.values(), budget, budget_init, *longer.values())
     recorder.install(monkeypatch)
     reads: dict[str, set[str]] = defaultdict(set)
 
@@ -129,6 +138,10 @@ def test_every_param_a_stage_reads_is_declared_for_it(tmp_path, monkeypatch):
         for kind in params.controls.kinds:
             run("eval_control", run_eval_control, kind, seed, 1)
     run("similarity", run_similarity)
+    run("dense_budget", run_dense_budget, 1, p=budget)
+    run("retrain_budget", run_retrain_budget, 1, p=budget)
+    run("retrain_budget", run_retrain_budget, 1, p=budget_init)
+    run("eval_budget", run_eval_budget, 1, p=budget)
     run("report", run_report)
 
     declared = declared_params()

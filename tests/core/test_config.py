@@ -58,6 +58,12 @@ def test_repository_params_are_valid():
     ({"model": {"dim": 100000}}, ["model.dim", "less than or equal to 1024"]),
     ({"model": {"dim_mults": [1, 2, 3, 4, 5, 6, 7, 8, 9]}}, ["model.dim_mults", "1 to 8"]),
     ({"data": {"image_size": 10}, "model": {"dim_mults": [1, 2, 2]}}, ["model.dim_mults", "divisible by 4"]),
+    # the budget check's seeds and round name stages of the chain (their masks and T-budget evals)
+    ({"budget": {"seeds": [1, 7]}}, ["budget.seeds", "[1, 7]", "imp.seeds [1, 2]", "[] (no budget check)"]),
+    ({"budget": {"seeds": [1]}}, ["budget.seeds", "at least two seeds"]),
+    ({"budget": {"seeds": [1, 1]}}, ["budget.seeds", "distinct"]),
+    ({"budget": {"seeds": [1, 2], "round": 3}}, ["budget.round", "3", "imp.rounds [1, 2]", "primary round"]),
+    ({"budget": {"factor": 1}}, ["budget.factor", "greater than or equal to 2"]),
 ])
 def test_bad_values_name_key_value_and_allowed(over, must_contain):
     msg = error_for(over)
@@ -204,3 +210,16 @@ def test_primary_claim_window_is_validated():
         parse_params(merge(TINY, {"report": {"primary_sparsity": 0.99, "primary_tolerance": 0.02}}))
     with pytest.raises(Exception, match="primary_tolerance"):
         parse_params(merge(TINY, {"report": {"primary_tolerance": 0.0}}))
+
+
+def test_budget_off_needs_no_round_and_at_budget_stretches_only_the_steps(tiny):
+    off = tiny(budget={"seeds": [], "round": 9})
+    assert not off.budget.enabled
+    params = tiny(budget={"seeds": [1, 2], "round": 2, "factor": 3})
+    long = params.at_budget()
+    assert long.train.steps == 3 * params.train.steps and params.train.steps == 6
+    assert long.train.model_dump(exclude={"steps"}) == params.train.model_dump(exclude={"steps"})
+    assert long.rewind == params.rewind and long.model == params.model and long.data == params.data
+    assert long.train.check_steps() == (9, 14, 18)  # the convergence checks move with the budget
+    # a distinct training run: its checkpoints never resume the T-budget run's
+    assert long.fingerprint("train") != params.fingerprint("train")

@@ -14,7 +14,9 @@ DIRS = {"init": paths.init_dir(), "train": paths.train_dir(2, 3), "prune": paths
         "rewind": paths.rewind_dir(2, 3), "checkpoint": paths.checkpoint_path(2, 3), "eval": paths.eval_dir(2, 3),
         "features": paths.features_dir(), "reference": paths.reference_dir(),
         "control": paths.control_dir("reinit", 2, 3), "control_eval": paths.control_eval_dir("reinit", 2, 3),
-        "control_checkpoint": paths.control_checkpoint_path("reinit", 2, 3), "similarity": paths.similarity_dir()}
+        "control_checkpoint": paths.control_checkpoint_path("reinit", 2, 3), "similarity": paths.similarity_dir(),
+        "budget_train": paths.budget_train_dir(2, 3), "budget_eval": paths.budget_eval_dir(2, 3),
+        "budget_checkpoint": paths.budget_checkpoint_path(2, 3)}
 
 
 def test_every_path_moves_with_its_root():
@@ -39,6 +41,11 @@ def test_the_readers_follow_the_layout():
     assert stage_for(paths.train_dir(1, 2) / "model.pt") == "retrain@1-round1"
     assert stage_for(paths.control_eval_dir("reinit", 1, 2) / "metrics.json") == "eval_control@reinit-1-2"
     assert stage_for(paths.eval_dir(3, 0) / "metrics.json") == "eval_dense@3"
+    assert stage_for(paths.budget_train_dir(2, 0) / "rewind.pt") == "dense_budget@2"
+    assert stage_for(paths.budget_checkpoint_path(2, 0)) == "dense_budget@2"
+    assert stage_for(paths.budget_train_dir(2, 3) / "model.pt") == "retrain_budget@2"
+    assert stage_for(paths.budget_eval_dir(2, 3) / "metrics.json") == "eval_budget@2"
+    assert not EVAL_METRICS.search((paths.budget_eval_dir(2, 3) / "metrics.json").as_posix())
     assert EVAL_METRICS.search((paths.eval_dir(2, 3) / "metrics.json").as_posix())[2] == "3"
     m = CONTROL_METRICS.search("repo/" + (paths.control_eval_dir("random", 2, 3) / "metrics.json").as_posix())
     assert (m[1], m[2], m[3]) == ("random", "2", "3")

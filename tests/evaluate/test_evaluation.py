@@ -224,6 +224,7 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
         "rewind": {"step": 2},
         "imp": {"seeds": [1, 2], "rounds": [{"k": 1, "prev": 0}]},
         "controls": {"rounds": []},
+        "budget": {"seeds": []},
         "eval": {"num_samples": 20, "kid_subset_size": 10, "sampling_steps": 3,
                  "batch_size": 10, "heldout_size": 16},
         "features": {"steps": 5, "batch_size": 32, "width": 4, "feature_dim": 8, "holdout": 50},

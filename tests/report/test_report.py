@@ -46,7 +46,7 @@ CLAIMS = {  # similarity summary.json 'claims' (interface 4)
 
 
 def _params(**report):
-    return parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+    return parse_params({"budget": {"seeds": []}, "imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
                          "controls": {"rounds": [3]}, "report": report})
 
 
@@ -252,13 +252,13 @@ def test_only_the_controls_params_ask_for_are_read(tmp_path):
     make_fake_results(tmp_path, with_optional=False, controls=True)
     kinds = lambda params: sorted(set(load_eval_table(params, tmp_path)["kind"]))
     assert kinds(_params()) == ["dense", "random", "reinit", "ticket"]
-    none = parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+    none = parse_params({"budget": {"seeds": []}, "imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
                          "controls": {"kinds": [], "rounds": [3]}})
     assert kinds(none) == ["dense", "ticket"]
-    reinit_only = parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+    reinit_only = parse_params({"budget": {"seeds": []}, "imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
                                 "controls": {"kinds": ["reinit"], "rounds": [3]}})
     assert kinds(reinit_only) == ["dense", "reinit", "ticket"]
-    other_round = parse_params({"imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
+    other_round = parse_params({"budget": {"seeds": []}, "imp": {"seeds": list(SEEDS), "rounds": [{"k": k, "prev": k - 1} for k in ROUNDS]},
                                 "controls": {"rounds": [1]}})
     assert kinds(other_round) == ["dense", "ticket"]
 

@@ -454,6 +454,7 @@ TINY = {
     "sparsity": {"exclude": ["init_conv.*", "final_conv.*"]},
     "imp": {"seeds": [1, 2, 3], "rounds": [{"k": 1, "prev": 0}]},
     "controls": {"rounds": []},
+    "budget": {"seeds": []},
     "eval": {"batch_size": 8, "num_samples": 10, "kid_subset_size": 5},
     "similarity": {"oneshot_sparsity": 0.55},
 }
