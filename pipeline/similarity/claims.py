@@ -32,10 +32,10 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.similarity.crossed import crossed
 from pipeline.similarity.naming import pair_label, parse_pair
 from pipeline.stats.exact import sign_flip_test, stratified_permutation_test
 from pipeline.stats.pairs import magnitude_excess, pair_mean
-from pipeline.stats.verdicts import side
 
 CI_LEVEL = 0.95
 RESAMPLES = 2000  # permutations / sign patterns per test (similarity.resamples overrides)
@@ -163,6 +163,32 @@ def _halves(meta: pd.DataFrame) -> tuple[list[str], list[str]]:
     return path[:h], path[len(path) - h:]
 
 
+def halves_of(meta: pd.DataFrame) -> dict[str, str]:
+    """layer -> 'upstream' / 'downstream' / 'other' (the middle layer of an odd path, the time MLP)."""
+    up, down = _halves(meta)
+    side = {**dict.fromkeys(up, "upstream"), **dict.fromkeys(down, "downstream")}
+    return {name: side.get(name, "other") for name in meta.index}
+
+
+def with_layers(est: dict, layer_means, coef, strata: Sequence[str], p_layers: Optional[float]) -> dict:
+    """A pair-level estimate (`over_pairs`) with the two-way interval over pairs and layers
+    (pipeline.similarity.crossed): 'ci' becomes the two-way interval, 'ci_pairs' keeps the pair-only one
+    (descriptive), and 'verdict' / 'p' follow the rule that needs the pair and the layer evidence to agree."""
+    keyed = {parse_pair(p): v for p, v in (est.get("pairs") or {}).items()}
+    seeds = list(dict.fromkeys(s for pair in keyed for s in pair))
+    if est.get("effect") is None or not keyed:
+        two = crossed({}, [], np.zeros(0), np.zeros(0), [], p_layers)
+    else:
+        two = crossed(keyed, seeds, np.asarray(layer_means, float), np.asarray(coef, float), list(strata), p_layers)
+    rule = two["ci_two_way_rule"] + f"; pair part: {est['ci_rule']}" if est.get("ci_rule") else two["ci_two_way_rule"]
+    return {**est, **two, "ci_pairs": est.get("ci"), "se_pairs": est.get("se"), "ci": two["ci"],
+            "se": two["se_two_way"], "ci_rule": rule, "n_pairs": len(keyed)}
+
+
+def _half_coef(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+    return np.r_[np.full(len(a), 1.0 / len(a)), np.full(len(b), -1.0 / len(b))]
+
+
 def _diff(wide: pd.DataFrame, a: Sequence[str], b: Sequence[str]) -> dict:
     return {p: float(wide.loc[list(a), p].mean() - wide.loc[list(b), p].mean()) for p in wide.columns}
 
@@ -184,7 +210,10 @@ def claim_upstream(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str, s
     st = [types[name] for name in both]
     test = _test(y, lab, st, "upstream_vs_downstream", k, n)
     plain = _test(y, lab, ["all"] * len(both), "upstream_vs_downstream", k, n, part=1)
-    out = {**over_pairs(_diff(wide, up, down)), "p_value": test.p, "p_value_rule": test.rule,
+    halves = halves_of(meta)
+    layer_strata = [f"{halves[x]}|{types[x]}" for x in both]
+    out = {**with_layers(over_pairs(_diff(wide, up, down)), y, _half_coef(up, down), layer_strata, test.p),
+           "p_value": test.p, "p_value_rule": test.rule,
            "p_value_unstratified": plain.p,
            "p_value_unstratified_is": "the same test with labels shuffled across all layers, for comparison only: "
                                       "it treats layers of different types as exchangeable",
@@ -198,9 +227,12 @@ def claim_upstream(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str, s
         sel = up_ns + down_ns
         test_ns = _test(wide.loc[sel].mean(axis=1), np.r_[np.ones(len(up_ns), bool), np.zeros(len(down_ns), bool)],
                         [types[x] for x in sel], "upstream_vs_downstream", k, n, part=2)
-        without = {**over_pairs(_diff(wide, up_ns, down_ns)), "p_value": test_ns.p}
+        without = {**with_layers(over_pairs(_diff(wide, up_ns, down_ns)), wide.loc[sel].mean(axis=1),
+                                 _half_coef(up_ns, down_ns), [f"{halves[x]}|{types[x]}" for x in sel], test_ns.p),
+                   "p_value": test_ns.p}
     else:
-        without = {**over_pairs({}), "p_value": None, "reason": "a half has no layer other than 1x1 skip convs"}
+        without = {**with_layers(over_pairs({}), [], [], [], None), "p_value": None,
+                   "reason": "a half has no layer other than 1x1 skip convs"}
     out["without_skip"] = {**without, "layers_left_out": skips, "upstream_layers": len(up_ns),
                            "downstream_layers": len(down_ns),
                            "rule": "the same halves with the 1x1 skip convs left out of both means"}
@@ -225,7 +257,7 @@ def claim_resolution(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str,
     pair, over pairs, and per level (`baseline`: layer -> each ticket's agreement with its own
     start's magnitude mask, mean over seeds, drawn beside the levels)."""
     levels, per_pair = [], {p: [] for p in wide.columns}
-    ys, labs, strata, lidx = [], [], [], []
+    ys, labs, strata, lidx, coef, sample_strata = [], [], [], [], [], []
     for pair in pairs:
         enc = meta.index[meta["block"] == pair["encoder"]].tolist()
         dec = meta.index[meta["block"] == pair["decoder"]].tolist()
@@ -248,6 +280,8 @@ def claim_resolution(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str,
             level["encoder_baseline"] = float(baseline.reindex(enc).mean())
             level["decoder_baseline"] = float(baseline.reindex(dec).mean())
         ys.append(y)
+        coef.append(_half_coef(enc, dec))
+        sample_strata += [f"{pair['level']}|{'encoder' if x in enc else 'decoder'}|{types[x]}" for x in sel]
         labs.append(lab)
         strata += st
         lidx += [len(levels)] * len(sel)
@@ -256,48 +290,62 @@ def claim_resolution(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str,
         return None  # no encoder/decoder pair with prunable layers on both sides
     stat = _level_mean_statistic(np.asarray(lidx), len(levels))
     test = _test(np.concatenate(ys), np.concatenate(labs), strata, "resolution_matched", k, n, statistic=stat)
-    return {**over_pairs({p: float(np.mean(v)) for p, v in per_pair.items()}), "p_value": test.p,
-            "p_value_rule": test.rule, "levels": levels}
+    est = over_pairs({p: float(np.mean(v)) for p, v in per_pair.items()})
+    est = with_layers(est, np.concatenate(ys), np.concatenate(coef) / len(levels), sample_strata, test.p)
+    return {**est, "p_value": test.p, "p_value_rule": test.rule, "levels": levels,
+            "layer_strata_are": "level x side (encoder / decoder) x layer type"}
 
 
-def magnitude_chain(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: pd.DataFrame) -> pd.DataFrame:
-    """Per pair and layer: observed kappa(A,B), kappa(A,M_A), kappa(M_A,M_B), kappa(M_B,B), the
-    conditional-independence prediction (their product) and the excess observed − predicted.
-    `kappa_ab`, `start_pair`: layer x pair; `own`: layer x seed (each ticket against its own start's
-    magnitude mask)."""
+def magnitude_chain(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: Optional[pd.DataFrame],
+                    predicted: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and layer: observed kappa(A,B), the prediction under independence given each ticket's
+    start's magnitude-rank bins (`predicted`, pipeline.similarity.magnitude) and the excess observed −
+    predicted; beside them, for comparison only, the binary-mask chain kappa(A,M_A) kappa(M_A,M_B)
+    kappa(M_B,B) (`predicted_binary`, biased low: it conditions on top-k masks, not on the magnitudes).
+    `kappa_ab`, `start_pair`, `predicted`: layer x pair; `own`: layer x seed (each ticket against its own
+    start's magnitude mask)."""
     frames = []
     for p in kappa_ab.columns:
         a, b = parse_pair(p)
-        ex = magnitude_excess(kappa_ab[p], own[a], start_pair[p], own[b])
+        starts = start_pair[p] if start_pair is not None else pd.Series(np.nan, index=kappa_ab.index)
+        ex = magnitude_excess(kappa_ab[p], own[a], starts, own[b])
+        pred = predicted[p].to_numpy(float)
         frames.append(pd.DataFrame({"pair": p, "layer": kappa_ab.index, "observed": ex.observed,
-                                    "kappa_a_start": own[a].to_numpy(float), "kappa_starts": start_pair[p].to_numpy(float),
-                                    "kappa_b_start": own[b].to_numpy(float), "predicted": ex.predicted,
-                                    "excess": ex.excess}))
+                                    "kappa_a_start": own[a].to_numpy(float), "kappa_starts": starts.to_numpy(float),
+                                    "kappa_b_start": own[b].to_numpy(float), "predicted": pred,
+                                    "excess": ex.observed - pred, "predicted_binary": ex.predicted,
+                                    "excess_binary": ex.excess}))
     return pd.concat(frames, ignore_index=True)
 
 
-def claim_beyond_magnitude(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: pd.DataFrame,
-                           types: Mapping[str, str], k: int, n: int) -> dict:
-    """Observed minus predicted kappa (`magnitude_chain`), mean over layers per pair, then over pairs."""
-    chain = magnitude_chain(kappa_ab, own, start_pair)
+def claim_beyond_magnitude(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: Optional[pd.DataFrame],
+                           predicted: pd.DataFrame, types: Mapping[str, str], strata: Mapping[str, str],
+                           k: int, n: int) -> dict:
+    """Observed minus predicted kappa (`magnitude_chain`), mean over layers per pair, then over pairs,
+    with the two-way interval over pairs and layers (`strata`: layer -> its sampling stratum)."""
+    chain = magnitude_chain(kappa_ab, own, start_pair, predicted)
     by_pair = chain.groupby("pair", sort=False)
     per_layer = chain.groupby("layer", sort=False)["excess"].mean().reindex(kappa_ab.index)
     test = sign_flip_test(per_layer.to_numpy(float), n_resamples=n, seed=_stream("beyond_magnitude", k))
-    est = over_pairs(by_pair["excess"].mean().to_dict())
+    L = len(per_layer)
+    est = with_layers(over_pairs(by_pair["excess"].mean().to_dict()), per_layer.to_numpy(float), np.full(L, 1.0 / L),
+                      [strata[x] for x in per_layer.index], test.p)
     by_type = {}
     for t in sorted({types[x] for x in per_layer.index}):
         sel = per_layer[[types[x] == t for x in per_layer.index]]
         by_type[t] = {"layers": len(sel), "mean_excess": float(sel.mean()), "layers_above": int((sel > 0).sum())}
     seeds = list(dict.fromkeys(s for p in kappa_ab.columns for s in parse_pair(p)))
     rule = test.rule.replace("per-seed differences", "per-layer excesses (averaged over the pairs)")
+    binary = chain["predicted_binary"]
     return {**est, "p_value": test.p, "p_value_rule": rule, "metric": "kappa",
-            "verdict": side(est["ci"]),
             "observed_agreement": float(chain["observed"].mean()),
             "predicted_agreement": float(chain["predicted"].mean()),
+            "predicted_agreement_binary": float(binary.mean()) if binary.notna().all() else None,
+            "excess_binary": float(chain["excess_binary"].mean()) if binary.notna().all() else None,
             "own_start_agreement": float(own[seeds].to_numpy().mean()),
             "own_start_agreement_by_seed": {str(s): float(own[s].mean()) for s in seeds},
-            "start_pair_agreement": float(chain["kappa_starts"].mean()),
-            "layers": len(per_layer), "layers_above": int((per_layer > 0).sum()),
+            "start_pair_agreement": float(chain["kappa_starts"].mean()) if binary.notna().all() else None,
+            "layers": L, "layers_above": int((per_layer > 0).sum()),
             "layers_above_by_pair": {p: int((g["excess"] > 0).sum()) for p, g in by_pair},
             "by_type": by_type}
 
@@ -361,7 +409,13 @@ def claim_fan_in(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str, str
     e, dr = _residualize(y, xc), _residualize(upstream, xc)
     test = _test(e, dr, [types[name] for name in sel], "fan_in", k, n,
                  statistic=lambda v, lab: lab @ v / float(dr @ dr))
-    return {**over_pairs(effects), "p_value": test.p, "p_value_rule": test.rule, **detail,
+    halves = halves_of(meta)
+    # the layer part from the residuals of the full fit y ~ 1 + log fan-in + upstream: what fan-in and the
+    # split explain is not layer-to-layer noise
+    resid = e - (dr @ y / float(dr @ dr)) * dr
+    est = with_layers(over_pairs(effects), resid, dr / float(dr @ dr), [f"{halves[x]}|{types[x]}" for x in sel],
+                      test.p)
+    return {**est, "p_value": test.p, "p_value_rule": test.rule, **detail,
             "residual_difference": float(e[:h].mean() - e[h:].mean())}
 
 
