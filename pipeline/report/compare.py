@@ -21,6 +21,7 @@ from pipeline.report.exp_show import (CONTROL_METRICS, EVAL_METRICS, ROUND_COLUM
                        parse_exp_show)
 from pipeline.core.io import save_figure, save_json, save_text  # noqa: E402
 from pipeline.report import text  # noqa: E402
+from pipeline.report.compare_paired import paired_markdown, paired_rounds  # noqa: E402
 from pipeline.stats.ranking import ScheduleFrontier, layerwise_verdict, rank_schedules  # noqa: E402
 from pipeline.stats.tdist import cut, t_interval  # noqa: E402
 
@@ -275,8 +276,8 @@ def _group_markdown(summary: pd.DataFrame, findings: list[dict], suffix: str, he
     return lines
 
 
-def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict]]], notes: list[str]) -> str:
-    n = sum(len(summary) for _, summary, _ in groups)
+def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict], pd.DataFrame]], notes: list[str]) -> str:
+    n = sum(len(summary) for _, summary, _, _ in groups)
     lines = ["# Experiments compared", "",
              f"{n} run(s) from `dvc exp show` (workspace, baseline commit, experiments). FID: mean ± sd over each "
              f"run's eval seeds, with {CURVE_INTERVAL}; plots show each seed thin and the mean with that interval "
@@ -285,12 +286,13 @@ def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict]]], notes: list[st
     if split:
         lines += ["The runs used different FID extractors, so each extractor's runs are compared apart below; "
                   "never compare FIDs across these sections.", ""]
-    for suffix, summary, findings in groups:
+    for suffix, summary, findings, paired in groups:
         heading = None
         if split:
             name, sha = summary["feature_extractor"].iloc[0], summary["extractor_sha256"].iloc[0]
             heading = f"Runs measured with extractor {name} {_short(sha)} (sha256 {sha})"
         lines += _group_markdown(summary, findings, suffix, heading)
+        lines += paired_markdown(paired)
     if n == 1:
         lines += ["Only one run has eval metrics (no DVC experiments yet); run e.g. "
                   "`dvc exp run -S sparsity.schedule=layerwise` to add one.", ""]
@@ -317,16 +319,18 @@ def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), spl
         r, e = rows[rows["experiment"].isin(names)], exps[exps["experiment"].isin(names)]
         summary = summary_table(r, e)
         findings = layerwise_findings(r, e)
+        paired = paired_rounds(r, e)  # the FID axis: per round, paired on seed
         title = f" (extractor {_short(sha)})" if suffix else ""
         written += [
             save_figure(plot_compare(r, summary, "remaining_pct", title), out_dir / f"compare_fid_vs_sparsity{suffix}.png",
                         dpi=110),
             save_figure(plot_compare(r, summary, "macs", title), out_dir / f"compare_fid_vs_macs{suffix}.png", dpi=110),
             save_text(summary.to_csv(index=False), out_dir / f"compare{suffix}.csv"),
+            save_text(paired.to_csv(index=False), out_dir / f"compare_paired{suffix}.csv"),
         ]
-        sections.append((suffix, summary, findings))
+        sections.append((suffix, summary, findings, paired))
     written += [save_text(rows.to_csv(index=False), out_dir / "compare_rounds.csv"),
-                save_json(_clean([f for _, _, fs in sections for f in fs]), out_dir / "compare_findings.json"),
+                save_json(_clean([f for _, _, fs, _ in sections for f in fs]), out_dir / "compare_findings.json"),
                 save_text(_markdown(sections, notes), out_dir / "compare.md")]
     return written
 

@@ -512,7 +512,7 @@ def test_compare_outputs_from_captured_json(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show())
     written = C.compare(tmp_path / "cmp", tmp_path)
     assert {p.name for p in written} == {"compare_fid_vs_sparsity.png", "compare_fid_vs_macs.png", "compare.csv",
-                                         "compare_rounds.csv", "compare_findings.json", "compare.md"}
+                                         "compare_rounds.csv", "compare_findings.json", "compare.md", "compare_paired.csv"}
     md = (tmp_path / "cmp/compare.md").read_text()
     for name in ("glob", "lw", "main"):
         assert f"| {name} |" in md
