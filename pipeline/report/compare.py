@@ -22,6 +22,7 @@ from pipeline.report.exp_show import (CONTROL_METRICS, EVAL_METRICS, ROUND_COLUM
 from pipeline.core.io import save_figure, save_json, save_text  # noqa: E402
 from pipeline.report import text  # noqa: E402
 from pipeline.report.compare_paired import paired_markdown, paired_rounds  # noqa: E402
+from pipeline.report.compare_runs import check_not_fewer, load_runs, save_runs  # noqa: E402
 from pipeline.stats.ranking import ScheduleFrontier, layerwise_verdict, rank_schedules  # noqa: E402
 from pipeline.stats.tdist import cut, t_interval  # noqa: E402
 
@@ -301,11 +302,38 @@ def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict], pd.DataFrame]], 
     return "\n".join(lines)
 
 
-def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), split_extractors: bool = False) -> list[Path]:
+def gather_runs(out_dir: Path, repo: Path, force: bool, runs_dir: Optional[Path] = None,
+                split_extractors: bool = False) -> tuple:
+    """The runs the report is built from: those `dvc exp show` has now, written into runs/ (merged with the
+    runs committed there), then all of runs/ read back (pipeline.report.compare_runs), so a clone without
+    the experiments rebuilds the same tables. Refuses, before writing anything, to replace a report built
+    from more runs with one from fewer, unless `force`."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else Path(out_dir) / "runs"
+    try:
+        live_rows, live_exps, live_notes = parse_exp_show(exp_show_json(repo))
+    except ConfigError:
+        if not (runs_dir / "index.json").exists():
+            raise
+        live_rows, live_exps, live_notes = None, pd.DataFrame(columns=["experiment"]), []  # committed runs only
+    old_rows, old_exps, _ = load_runs(runs_dir)
+    names = set(old_exps["experiment"]) | set(live_exps["experiment"])
+    check_not_fewer(Path(out_dir), len(names), force)
+    if len(live_exps):
+        if not split_extractors:  # refuse mixed extractors before anything is written
+            merged = pd.concat([old_rows[~old_rows["experiment"].isin(live_exps["experiment"])], live_rows])
+            if not merged.empty:
+                check_one_extractor(extractor_groups(merged))
+        save_runs(live_rows, live_exps, live_notes, runs_dir)
+    return load_runs(runs_dir)
+
+
+def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), split_extractors: bool = False,
+            force: bool = False, runs_dir: Optional[Path] = None) -> list[Path]:
     """Plots and tables comparing every DVC experiment's sparsity/FID/MACs curves, with spread over seeds
     and a verdict on the layerwise claim. Runs measured with different FID extractors are refused, or
-    with `split_extractors` compared apart (one set of plots per extractor, suffixed by its short hash)."""
-    rows, exps, notes = parse_exp_show(exp_show_json(repo))
+    with `split_extractors` compared apart (one set of plots per extractor, suffixed by its short hash).
+    The runs come through `gather_runs` (committed under out_dir/runs/; `force` allows fewer runs)."""
+    rows, exps, notes = gather_runs(out_dir, repo, force, runs_dir, split_extractors)
     if rows.empty:
         raise ConfigError(f"{Path(repo).resolve()}: no run has artifacts/eval/s*/r*/metrics.json among its DVC "
                           "metrics; run the pipeline (`dvc repro`) and declare them as metrics in dvc.yaml")

@@ -50,7 +50,7 @@ def paired_rounds(rows: pd.DataFrame, exps: pd.DataFrame) -> pd.DataFrame:
     tick = rows[rows["kind"] == "ticket"]
     a = tick[tick["experiment"] == lw].set_index(["round", "seed"])
     b = tick[tick["experiment"] == un].set_index(["round", "seed"])
-    both = a[["fid", "sparsity"]].join(b[["fid", "sparsity"]], lsuffix="_lw", rsuffix="_un", how="inner")
+    both = a[["fid", "sparsity"]].add_suffix("_lw").join(b[["fid", "sparsity"]].add_suffix("_un"), how="inner")
     out = []
     for k, g in both.groupby(level="round", sort=True):
         d = (g["fid_lw"] - g["fid_un"]).to_numpy(float)
