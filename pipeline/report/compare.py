@@ -280,7 +280,8 @@ def _group_markdown(summary: pd.DataFrame, findings: list[dict], suffix: str, he
 def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict], pd.DataFrame]], notes: list[str]) -> str:
     n = sum(len(summary) for _, summary, _, _ in groups)
     lines = ["# Experiments compared", "",
-             f"{n} run(s) from `dvc exp show` (workspace, baseline commit, experiments). FID: mean ± sd over each "
+             f"{n} run(s) from `dvc exp show` (workspace, baseline commit, experiments), each kept under runs/ beside "
+             "this file so that `lth-diffusion report compare` rebuilds these tables in a clone. FID: mean ± sd over each "
              f"run's eval seeds, with {CURVE_INTERVAL}; plots show each seed thin and the mean with that interval "
              "as a band. Controls (artifacts/eval/controls/) are not part of these curves.", ""]
     split = len(groups) > 1
