@@ -24,8 +24,7 @@ from pipeline.similarity.agreement import (agreement, all_seed_pairs, block_rank
                                            compare_tickets, fan_in, forward_layer_order, layer_type,
                                            magnitude_mask, pair_label, raw_weights)
 from pipeline.report.text import similarity_finding
-from pipeline.similarity.claims import magnitude_chain
-from pipeline.similarity.magnitude import predicted_agreement
+from pipeline.similarity.magnitude import magnitude_chain, predicted_agreement
 from pipeline.similarity.summary import POPULATION_PER_SEED, summarize
 from pipeline.similarity.plots import plot_claims, plot_depth, plot_heatmap
 from pipeline.sparsity import tickets

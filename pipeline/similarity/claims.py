@@ -1,12 +1,14 @@
 """Claims about the per-layer agreement of pairs of tickets, each with an effect over ticket pairs, a
-95 % interval over seeds and a permutation p-value over layers that keeps layer types apart.
+95 % interval over ticket pairs AND layers, and a permutation p-value over layers that keeps layer types apart.
 
 The unit is the ticket pair. The IMP seeds give tickets of one θ0 that differ only in the data order;
 every claim's effect is computed for each unordered pair of seeds (3 seeds: 3 pairs) and averaged over
-the pairs, a U-statistic, and its interval is the delete-one-seed jackknife of
-`pipeline.stats.pairs.pair_mean` (Student-t, n − 1 df; with 3 seeds each leave-one-out value is a
-single pair and the interval rests on 2 df: very rough). Every pair's value is reported beside the
-mean. With 2 seeds there is one pair and no interval, so no verdict can be more than inconclusive.
+the pairs, a U-statistic. Pairs and layers are crossed, so its interval ('ci', `with_layers`,
+pipeline.similarity.crossed) adds to the delete-one-seed jackknife of the pairs ('ci_pairs', kept as a
+description; Student-t, n − 1 df, very rough with 3 seeds) the variance of drawing the layers within
+strata (half × layer type). With 2 seeds there is one pair and no interval, so no verdict can be more
+than inconclusive. A verdict ('verdict': more / less / inconclusive) needs the interval and the layer
+permutation test to agree (crossed.VERDICT_RULE); 'p' is the p it rests on, for Holm in the report.
 
 The p-values answer a narrower question, about this network's layers: permutation tests on the
 per-layer agreement averaged over the pairs, with labels shuffled only within layer-type strata
@@ -16,13 +18,12 @@ unstratified permutation would credit position with what type does. No p-value t
 independent draws of a parametric model; the fan-in correlation has none.
 
 Agreement is chance-corrected (`similarity.metric`): Cohen's kappa, or Jaccard minus the Jaccard of
-independent masks of the same densities; both are 0 for unrelated masks. The magnitude claim is always
-in kappa: its null is a product of kappas (`pipeline.stats.pairs`), which Jaccard has no analogue of.
+independent masks of the same densities; both are 0 for unrelated masks. The magnitude claim
+(pipeline.similarity.magnitude) is always in kappa.
 
 IMP rounds are nested (round k's ticket is cut from round k-1's), so values of different rounds are
 reported as per-round values, never as replicates with a spread; claims are read at the last round
-(pipeline.similarity.summary). Which side of 0 an interval lies on is pipeline.stats.verdicts.side;
-the words are pipeline.report.text's.
+(pipeline.similarity.summary); the words are pipeline.report.text's.
 """
 from __future__ import annotations
 
@@ -34,29 +35,29 @@ import pandas as pd
 
 from pipeline.similarity.crossed import crossed
 from pipeline.similarity.naming import pair_label, parse_pair
-from pipeline.stats.exact import sign_flip_test, stratified_permutation_test
-from pipeline.stats.pairs import magnitude_excess, pair_mean
+from pipeline.stats.exact import stratified_permutation_test
+from pipeline.stats.pairs import pair_mean
 
 CI_LEVEL = 0.95
 RESAMPLES = 2000  # permutations / sign patterns per test (similarity.resamples overrides)
 SEED = 0          # every test draws from its own stream, keyed by (SEED, claim, round, part): byte-stable output
 SKIP = "skip1x1"  # the layer type reported with and without
 
+_CI = "interval over pairs and layers (seed jackknife + layers within strata)"
 TEST = {
-    "upstream_vs_downstream": "mean over ticket pairs of upstream-half mean minus downstream-half mean; "
-                              "seed-level jackknife interval; two-sided permutation test exchanging layers "
-                              "between the halves only within layer types",
-    "resolution_matched": "mean over ticket pairs of the encoder-minus-decoder mean, averaged over levels; "
-                          "seed-level jackknife interval; two-sided permutation test exchanging layers between "
-                          "encoder and decoder only within each level and layer type",
-    "beyond_magnitude": "mean over ticket pairs and layers of kappa(A,B) - kappa(A,M_A) kappa(M_A,M_B) kappa(M_B,B) "
-                        "(observed minus the conditional-independence prediction from each ticket's own start's "
-                        "magnitude mask M); seed-level jackknife interval; two-sided sign-flip test over layers of "
-                        "the pair-averaged per-layer excess",
-    "fan_in": "mean over ticket pairs of the upstream coefficient in agreement ~ 1 + log fan-in + upstream; "
-              "seed-level jackknife interval; two-sided Freedman-Lane permutation test (residuals of agreement "
-              "on log fan-in) within layer types; the correlation r is reported per pair without a p-value "
-              "(layers of one network are not independent draws)",
+    "upstream_vs_downstream": "mean over ticket pairs of upstream-half mean minus downstream-half mean; " + _CI +
+                              "; two-sided permutation test exchanging layers between the halves only within "
+                              "layer types",
+    "resolution_matched": "mean over ticket pairs of the encoder-minus-decoder mean, averaged over levels; " + _CI +
+                          "; two-sided permutation test exchanging layers between encoder and decoder only within "
+                          "each level and layer type",
+    "beyond_magnitude": "mean over ticket pairs and layers of kappa(A,B) minus the kappa predicted if A and B kept "
+                        "weights independently given each one's magnitude-rank bin in its own start; " + _CI +
+                        "; two-sided sign-flip test over layers of the pair-averaged per-layer excess",
+    "fan_in": "mean over ticket pairs of the upstream coefficient in agreement ~ 1 + log fan-in + upstream; " + _CI +
+              "; two-sided Freedman-Lane permutation test (residuals of agreement on log fan-in) within layer types; "
+              "the correlation r is reported per pair without a p-value (layers of one network are not independent "
+              "draws)",
 }
 _CLAIM_KEY = {name: i for i, name in enumerate(TEST)}
 
@@ -116,7 +117,7 @@ def upstream_vs_downstream(df: pd.DataFrame, metric: str = "kappa",
 
 # -- over ticket pairs --------------------------------------------------------------------------
 def over_pairs(values: Mapping[str, float]) -> dict:
-    """U-statistic of per-pair values {"a-b": value} with its seed-level jackknife interval
+    """U-statistic of per-pair values {"a-b": value} with its interval over pairs and layers (seed jackknife + layers within strata)
     (`pair_mean`); with one pair (2 seeds) the pair's value and no interval."""
     values = {str(p): float(v) for p, v in values.items()}
     keyed = {parse_pair(p): v for p, v in values.items()}
@@ -294,60 +295,6 @@ def claim_resolution(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str,
     est = with_layers(est, np.concatenate(ys), np.concatenate(coef) / len(levels), sample_strata, test.p)
     return {**est, "p_value": test.p, "p_value_rule": test.rule, "levels": levels,
             "layer_strata_are": "level x side (encoder / decoder) x layer type"}
-
-
-def magnitude_chain(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: Optional[pd.DataFrame],
-                    predicted: pd.DataFrame) -> pd.DataFrame:
-    """Per pair and layer: observed kappa(A,B), the prediction under independence given each ticket's
-    start's magnitude-rank bins (`predicted`, pipeline.similarity.magnitude) and the excess observed −
-    predicted; beside them, for comparison only, the binary-mask chain kappa(A,M_A) kappa(M_A,M_B)
-    kappa(M_B,B) (`predicted_binary`, biased low: it conditions on top-k masks, not on the magnitudes).
-    `kappa_ab`, `start_pair`, `predicted`: layer x pair; `own`: layer x seed (each ticket against its own
-    start's magnitude mask)."""
-    frames = []
-    for p in kappa_ab.columns:
-        a, b = parse_pair(p)
-        starts = start_pair[p] if start_pair is not None else pd.Series(np.nan, index=kappa_ab.index)
-        ex = magnitude_excess(kappa_ab[p], own[a], starts, own[b])
-        pred = predicted[p].to_numpy(float)
-        frames.append(pd.DataFrame({"pair": p, "layer": kappa_ab.index, "observed": ex.observed,
-                                    "kappa_a_start": own[a].to_numpy(float), "kappa_starts": starts.to_numpy(float),
-                                    "kappa_b_start": own[b].to_numpy(float), "predicted": pred,
-                                    "excess": ex.observed - pred, "predicted_binary": ex.predicted,
-                                    "excess_binary": ex.excess}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def claim_beyond_magnitude(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: Optional[pd.DataFrame],
-                           predicted: pd.DataFrame, types: Mapping[str, str], strata: Mapping[str, str],
-                           k: int, n: int) -> dict:
-    """Observed minus predicted kappa (`magnitude_chain`), mean over layers per pair, then over pairs,
-    with the two-way interval over pairs and layers (`strata`: layer -> its sampling stratum)."""
-    chain = magnitude_chain(kappa_ab, own, start_pair, predicted)
-    by_pair = chain.groupby("pair", sort=False)
-    per_layer = chain.groupby("layer", sort=False)["excess"].mean().reindex(kappa_ab.index)
-    test = sign_flip_test(per_layer.to_numpy(float), n_resamples=n, seed=_stream("beyond_magnitude", k))
-    L = len(per_layer)
-    est = with_layers(over_pairs(by_pair["excess"].mean().to_dict()), per_layer.to_numpy(float), np.full(L, 1.0 / L),
-                      [strata[x] for x in per_layer.index], test.p)
-    by_type = {}
-    for t in sorted({types[x] for x in per_layer.index}):
-        sel = per_layer[[types[x] == t for x in per_layer.index]]
-        by_type[t] = {"layers": len(sel), "mean_excess": float(sel.mean()), "layers_above": int((sel > 0).sum())}
-    seeds = list(dict.fromkeys(s for p in kappa_ab.columns for s in parse_pair(p)))
-    rule = test.rule.replace("per-seed differences", "per-layer excesses (averaged over the pairs)")
-    binary = chain["predicted_binary"]
-    return {**est, "p_value": test.p, "p_value_rule": rule, "metric": "kappa",
-            "observed_agreement": float(chain["observed"].mean()),
-            "predicted_agreement": float(chain["predicted"].mean()),
-            "predicted_agreement_binary": float(binary.mean()) if binary.notna().all() else None,
-            "excess_binary": float(chain["excess_binary"].mean()) if binary.notna().all() else None,
-            "own_start_agreement": float(own[seeds].to_numpy().mean()),
-            "own_start_agreement_by_seed": {str(s): float(own[s].mean()) for s in seeds},
-            "start_pair_agreement": float(chain["kappa_starts"].mean()) if binary.notna().all() else None,
-            "layers": L, "layers_above": int((per_layer > 0).sum()),
-            "layers_above_by_pair": {p: int((g["excess"] > 0).sum()) for p, g in by_pair},
-            "by_type": by_type}
 
 
 def _residualize(v: np.ndarray, xc: np.ndarray) -> np.ndarray:

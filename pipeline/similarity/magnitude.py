@@ -20,8 +20,16 @@ independent tickets whose keep probability varies smoothly with magnitude give e
 """
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
 import numpy as np
+import pandas as pd
 import torch
+
+from pipeline.similarity.claims import _stream, over_pairs, with_layers
+from pipeline.similarity.naming import parse_pair
+from pipeline.stats.exact import sign_flip_test
+from pipeline.stats.pairs import magnitude_excess
 
 BINS_RULE = ("per layer, |theta| of each ticket's own start ranked (ties by index) and cut into "
              "similarity.magnitude_bins equal-count bins, each split at the ticket's own top-k boundary (so the bins "
@@ -83,3 +91,58 @@ def predicted_agreement(mask_a, start_a, mask_b, start_b, bins: int, names=None)
         bb = ba if start_b[name] is start_a[name] and ka == kb else rank_bins(start_b[name], bins, kb)
         out[name] = predicted_kappa(mask_a[name], ba, mask_b[name], bb, bins)
     return out
+
+
+# -- the claim (observed minus predicted), for one round ------------------------------------------
+def magnitude_chain(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: Optional[pd.DataFrame],
+                    predicted: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and layer: observed kappa(A,B), the prediction under independence given each ticket's
+    start's magnitude-rank bins (`predicted`, pipeline.similarity.magnitude) and the excess observed −
+    predicted; beside them, for comparison only, the binary-mask chain kappa(A,M_A) kappa(M_A,M_B)
+    kappa(M_B,B) (`predicted_binary`, biased low: it conditions on top-k masks, not on the magnitudes).
+    `kappa_ab`, `start_pair`, `predicted`: layer x pair; `own`: layer x seed (each ticket against its own
+    start's magnitude mask)."""
+    frames = []
+    for p in kappa_ab.columns:
+        a, b = parse_pair(p)
+        starts = start_pair[p] if start_pair is not None else pd.Series(np.nan, index=kappa_ab.index)
+        ex = magnitude_excess(kappa_ab[p], own[a], starts, own[b])
+        pred = predicted[p].to_numpy(float)
+        frames.append(pd.DataFrame({"pair": p, "layer": kappa_ab.index, "observed": ex.observed,
+                                    "kappa_a_start": own[a].to_numpy(float), "kappa_starts": starts.to_numpy(float),
+                                    "kappa_b_start": own[b].to_numpy(float), "predicted": pred,
+                                    "excess": ex.observed - pred, "predicted_binary": ex.predicted,
+                                    "excess_binary": ex.excess}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def claim_beyond_magnitude(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: Optional[pd.DataFrame],
+                           predicted: pd.DataFrame, types: Mapping[str, str], strata: Mapping[str, str],
+                           k: int, n: int) -> dict:
+    """Observed minus predicted kappa (`magnitude_chain`), mean over layers per pair, then over pairs,
+    with the two-way interval over pairs and layers (`strata`: layer -> its sampling stratum)."""
+    chain = magnitude_chain(kappa_ab, own, start_pair, predicted)
+    by_pair = chain.groupby("pair", sort=False)
+    per_layer = chain.groupby("layer", sort=False)["excess"].mean().reindex(kappa_ab.index)
+    test = sign_flip_test(per_layer.to_numpy(float), n_resamples=n, seed=_stream("beyond_magnitude", k))
+    L = len(per_layer)
+    est = with_layers(over_pairs(by_pair["excess"].mean().to_dict()), per_layer.to_numpy(float), np.full(L, 1.0 / L),
+                      [strata[x] for x in per_layer.index], test.p)
+    by_type = {}
+    for t in sorted({types[x] for x in per_layer.index}):
+        sel = per_layer[[types[x] == t for x in per_layer.index]]
+        by_type[t] = {"layers": len(sel), "mean_excess": float(sel.mean()), "layers_above": int((sel > 0).sum())}
+    seeds = list(dict.fromkeys(s for p in kappa_ab.columns for s in parse_pair(p)))
+    rule = test.rule.replace("per-seed differences", "per-layer excesses (averaged over the pairs)")
+    binary = chain["predicted_binary"]
+    return {**est, "p_value": test.p, "p_value_rule": rule, "metric": "kappa",
+            "observed_agreement": float(chain["observed"].mean()),
+            "predicted_agreement": float(chain["predicted"].mean()),
+            "predicted_agreement_binary": float(binary.mean()) if binary.notna().all() else None,
+            "excess_binary": float(chain["excess_binary"].mean()) if binary.notna().all() else None,
+            "own_start_agreement": float(own[seeds].to_numpy().mean()),
+            "own_start_agreement_by_seed": {str(s): float(own[s].mean()) for s in seeds},
+            "start_pair_agreement": float(chain["kappa_starts"].mean()) if binary.notna().all() else None,
+            "layers": L, "layers_above": int((per_layer > 0).sum()),
+            "layers_above_by_pair": {p: int((g["excess"] > 0).sum()) for p, g in by_pair},
+            "by_type": by_type}

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline.similarity.agreement import LAYER_TYPE_RULE, PAIRING_RULE, block_rank, layer_type, parse_pair, resolution_pairs
-from pipeline.similarity.claims import (CI_LEVEL, RESAMPLES, TEST, _wide, _with_pairs, chance_corrected, claim_beyond_magnitude,
+from pipeline.similarity.claims import (CI_LEVEL, RESAMPLES, TEST, _wide, _with_pairs, chance_corrected,
                                         claim_fan_in, claim_resolution, claim_upstream, halves_of,
                                         upstream_vs_downstream)
 from pipeline.similarity.crossed import INTERVAL_RULE, VERDICT_RULE
-from pipeline.similarity.magnitude import BINS_RULE
+from pipeline.similarity.magnitude import BINS_RULE, claim_beyond_magnitude
 
 SPLIT_RULE = ("layers on the input->output path in forward order (the time-embedding MLP excluded: it "
               "feeds every block); upstream = the first floor(L/2) of the L layers, downstream = the "
