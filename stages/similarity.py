@@ -5,8 +5,9 @@ position, resolution, fan-in and the agreement each ticket's own start's magnitu
 (pipeline.similarity.claims).
 
 Writes similarity.csv (one row per pair, round, layer and metric), baseline.csv (each ticket against
-its own start's magnitude mask), magnitude.csv (per pair and layer: observed kappa, the chain
-kappa(A,M_A) kappa(M_A,M_B) kappa(M_B,B) and the excess), summary.json and three figures.
+its own start's magnitude mask), magnitude.csv (per pair and layer: observed kappa, the kappa
+predicted under independence given each start's magnitude-rank bins and the excess, and beside them
+the binary-mask chain kappa(A,M_A) kappa(M_A,M_B) kappa(M_B,B)), summary.json and three figures.
 
 Usage: python -m stages.similarity
 """
@@ -23,7 +24,7 @@ from pipeline.similarity.agreement import (agreement, all_seed_pairs, block_rank
                                            compare_tickets, fan_in, forward_layer_order, layer_type,
                                            magnitude_mask, pair_label, raw_weights)
 from pipeline.report.text import similarity_finding
-from pipeline.similarity.claims import magnitude_chain
+from pipeline.similarity.magnitude import magnitude_chain, predicted_agreement
 from pipeline.similarity.summary import POPULATION_PER_SEED, summarize
 from pipeline.similarity.plots import plot_claims, plot_depth, plot_heatmap
 from pipeline.sparsity import tickets
@@ -59,7 +60,8 @@ def run_similarity(params: Params) -> None:
     starts = {s: _baseline_start(params, s) for s in seeds}
     source = starts[seeds[0]][1]
     base_metrics = list(dict.fromkeys(("kappa", metric)))  # kappa feeds the magnitude claim, metric the figure
-    frames, base_rows, pair_rows, labels = [], [], [], {}
+    frames, base_rows, pair_rows, pred_rows, labels = [], [], [], [], {}
+    bins = params.similarity.magnitude_bins
     order = sizes = fan_ins = resolutions = types = None
     for r in params.imp.rounds:
         masks = {s: Mask.from_state_dict(load_torch(paths.prune_dir(s, r.k) / "mask.pt")) for s in seeds}
@@ -89,9 +91,13 @@ def run_similarity(params: Params) -> None:
                     base_rows += [(r.k, s, n, m, v) for n, v in agreement(masks[s], own[s], m).items()]
             for a, b in pairs:
                 pair_rows += [(pair_label(a, b), r.k, n, v) for n, v in agreement(own[a], own[b], "kappa").items()]
+                # the null: independence given each ticket's own start's magnitude-rank bins
+                pred = predicted_agreement(masks[a], starts[a][0], masks[b], starts[b][0], bins, masks[a].names())
+                pred_rows += [(pair_label(a, b), r.k, n, v) for n, v in pred.items()]
     df = pd.concat(frames, ignore_index=True)
     baseline = pd.DataFrame(base_rows, columns=["round", "seed", "layer", "metric", "value"]) if base_rows else None
     start_pair = pd.DataFrame(pair_rows, columns=["pair", "round", "layer", "value"]) if pair_rows else None
+    predicted = pd.DataFrame(pred_rows, columns=["pair", "round", "layer", "value"]) if pred_rows else None
     out = paths.similarity_dir()
     save_text(df.to_csv(index=False), out / "similarity.csv")
     if baseline is not None:
@@ -99,7 +105,7 @@ def run_similarity(params: Params) -> None:
     else:  # never leave another mode's baseline beside this summary
         (out / "baseline.csv").unlink(missing_ok=True)
     summary = summarize(df, metric, sizes, seeds=seeds, fan_in=fan_ins, resolutions=resolutions,
-                        baseline=baseline, start_pair=start_pair, baseline_source=source,
+                        baseline=baseline, start_pair=start_pair, predicted=predicted, baseline_source=source,
                         resamples=params.similarity.resamples, layer_types=types, theta0=params.model.theta0)
     summary["finding"] = similarity_finding(summary, POPULATION_PER_SEED)  # the words live in the report's text
     if baseline is not None:
@@ -109,10 +115,11 @@ def run_similarity(params: Params) -> None:
             own = baseline[(baseline["round"] == k) & (baseline["metric"] == "kappa")].pivot(
                 index="layer", columns="seed", values="value")
             sp = start_pair[start_pair["round"] == k].pivot(index="layer", columns="pair", values="value")
+            pr = predicted[predicted["round"] == k].pivot(index="layer", columns="pair", values="value")
             ab = kappa.loc[k]
             ab = ab.reindex([n for n in order if n in ab.index])  # forward order
-            chains.append(magnitude_chain(ab, own.reindex(ab.index), sp.reindex(index=ab.index, columns=ab.columns))
-                          .assign(round=k))
+            chains.append(magnitude_chain(ab, own.reindex(ab.index), sp.reindex(index=ab.index, columns=ab.columns),
+                                          pr.reindex(index=ab.index, columns=ab.columns)).assign(round=k))
         save_text(pd.concat(chains, ignore_index=True).to_csv(index=False), out / "magnitude.csv")
     else:
         (out / "magnitude.csv").unlink(missing_ok=True)

@@ -181,13 +181,15 @@ def readme(write: bool = typer.Option(False, help="rewrite the README's results 
 def report_compare(out: Path = typer.Option(Path("reports/compare"), help="output folder"),
                    split_extractors: bool = typer.Option(
                        False, help="when runs used different FID extractors, compare each extractor's runs apart "
-                                   "instead of refusing")) -> None:
+                                   "instead of refusing"),
+                   force: bool = typer.Option(False, help="overwrite a report built from more runs with one built "
+                                                          "from fewer")) -> None:
     """Draw the workspace and every DVC experiment (e.g. uniform vs layerwise) on shared plots, with the
     spread over seeds and a verdict on the layerwise claim."""
     from pipeline.report.compare import compare
 
     try:
-        paths = compare(out_dir=out, split_extractors=split_extractors)
+        paths = compare(out_dir=out, split_extractors=split_extractors, force=force)
     except (ConfigError, ArtifactError) as err:
         _fail(err)
     for path in paths:

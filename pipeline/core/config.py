@@ -204,6 +204,8 @@ class SimilarityConfig(Section):
     resamples: int = Field(2000, ge=100)  # bootstrap resamples and permutations per similarity claim
     # so adding IMP rounds does not change the layerwise rates (or rerun anything under uniform)
     oneshot_sparsity: float = Field(0.909, gt=0.0, lt=1.0)
+    # equal-count |theta| rank bins per layer behind the magnitude null (independence given the bin)
+    magnitude_bins: int = Field(20, ge=2, le=1000)
 
 
 class ControlsConfig(Section):

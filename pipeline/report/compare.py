@@ -21,6 +21,8 @@ from pipeline.report.exp_show import (CONTROL_METRICS, EVAL_METRICS, ROUND_COLUM
                        parse_exp_show)
 from pipeline.core.io import save_figure, save_json, save_text  # noqa: E402
 from pipeline.report import text  # noqa: E402
+from pipeline.report.compare_paired import paired_markdown, paired_rounds  # noqa: E402
+from pipeline.report.compare_runs import check_not_fewer, load_runs, save_runs  # noqa: E402
 from pipeline.stats.ranking import ScheduleFrontier, layerwise_verdict, rank_schedules  # noqa: E402
 from pipeline.stats.tdist import cut, t_interval  # noqa: E402
 
@@ -275,22 +277,24 @@ def _group_markdown(summary: pd.DataFrame, findings: list[dict], suffix: str, he
     return lines
 
 
-def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict]]], notes: list[str]) -> str:
-    n = sum(len(summary) for _, summary, _ in groups)
+def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict], pd.DataFrame]], notes: list[str]) -> str:
+    n = sum(len(summary) for _, summary, _, _ in groups)
     lines = ["# Experiments compared", "",
-             f"{n} run(s) from `dvc exp show` (workspace, baseline commit, experiments). FID: mean ± sd over each "
+             f"{n} run(s) from `dvc exp show` (workspace, baseline commit, experiments), each kept under runs/ beside "
+             "this file so that `lth-diffusion report compare` rebuilds these tables in a clone. FID: mean ± sd over each "
              f"run's eval seeds, with {CURVE_INTERVAL}; plots show each seed thin and the mean with that interval "
              "as a band. Controls (artifacts/eval/controls/) are not part of these curves.", ""]
     split = len(groups) > 1
     if split:
         lines += ["The runs used different FID extractors, so each extractor's runs are compared apart below; "
                   "never compare FIDs across these sections.", ""]
-    for suffix, summary, findings in groups:
+    for suffix, summary, findings, paired in groups:
         heading = None
         if split:
             name, sha = summary["feature_extractor"].iloc[0], summary["extractor_sha256"].iloc[0]
             heading = f"Runs measured with extractor {name} {_short(sha)} (sha256 {sha})"
         lines += _group_markdown(summary, findings, suffix, heading)
+        lines += paired_markdown(paired)
     if n == 1:
         lines += ["Only one run has eval metrics (no DVC experiments yet); run e.g. "
                   "`dvc exp run -S sparsity.schedule=layerwise` to add one.", ""]
@@ -299,11 +303,38 @@ def _markdown(groups: list[tuple[str, pd.DataFrame, list[dict]]], notes: list[st
     return "\n".join(lines)
 
 
-def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), split_extractors: bool = False) -> list[Path]:
+def gather_runs(out_dir: Path, repo: Path, force: bool, runs_dir: Optional[Path] = None,
+                split_extractors: bool = False) -> tuple:
+    """The runs the report is built from: those `dvc exp show` has now, written into runs/ (merged with the
+    runs committed there), then all of runs/ read back (pipeline.report.compare_runs), so a clone without
+    the experiments rebuilds the same tables. Refuses, before writing anything, to replace a report built
+    from more runs with one from fewer, unless `force`."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else Path(out_dir) / "runs"
+    try:
+        live_rows, live_exps, live_notes = parse_exp_show(exp_show_json(repo))
+    except ConfigError:
+        if not (runs_dir / "index.json").exists():
+            raise
+        live_rows, live_exps, live_notes = None, pd.DataFrame(columns=["experiment"]), []  # committed runs only
+    old_rows, old_exps, _ = load_runs(runs_dir)
+    names = set(old_exps["experiment"]) | set(live_exps["experiment"])
+    check_not_fewer(Path(out_dir), len(names), force)
+    if len(live_exps):
+        if not split_extractors:  # refuse mixed extractors before anything is written
+            merged = pd.concat([old_rows[~old_rows["experiment"].isin(live_exps["experiment"])], live_rows])
+            if not merged.empty:
+                check_one_extractor(extractor_groups(merged))
+        save_runs(live_rows, live_exps, live_notes, runs_dir)
+    return load_runs(runs_dir)
+
+
+def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), split_extractors: bool = False,
+            force: bool = False, runs_dir: Optional[Path] = None) -> list[Path]:
     """Plots and tables comparing every DVC experiment's sparsity/FID/MACs curves, with spread over seeds
     and a verdict on the layerwise claim. Runs measured with different FID extractors are refused, or
-    with `split_extractors` compared apart (one set of plots per extractor, suffixed by its short hash)."""
-    rows, exps, notes = parse_exp_show(exp_show_json(repo))
+    with `split_extractors` compared apart (one set of plots per extractor, suffixed by its short hash).
+    The runs come through `gather_runs` (committed under out_dir/runs/; `force` allows fewer runs)."""
+    rows, exps, notes = gather_runs(out_dir, repo, force, runs_dir, split_extractors)
     if rows.empty:
         raise ConfigError(f"{Path(repo).resolve()}: no run has artifacts/eval/s*/r*/metrics.json among its DVC "
                           "metrics; run the pipeline (`dvc repro`) and declare them as metrics in dvc.yaml")
@@ -317,16 +348,18 @@ def compare(out_dir: Path = Path("reports/compare"), repo: Path = Path("."), spl
         r, e = rows[rows["experiment"].isin(names)], exps[exps["experiment"].isin(names)]
         summary = summary_table(r, e)
         findings = layerwise_findings(r, e)
+        paired = paired_rounds(r, e)  # the FID axis: per round, paired on seed
         title = f" (extractor {_short(sha)})" if suffix else ""
         written += [
             save_figure(plot_compare(r, summary, "remaining_pct", title), out_dir / f"compare_fid_vs_sparsity{suffix}.png",
                         dpi=110),
             save_figure(plot_compare(r, summary, "macs", title), out_dir / f"compare_fid_vs_macs{suffix}.png", dpi=110),
             save_text(summary.to_csv(index=False), out_dir / f"compare{suffix}.csv"),
+            save_text(paired.to_csv(index=False), out_dir / f"compare_paired{suffix}.csv"),
         ]
-        sections.append((suffix, summary, findings))
+        sections.append((suffix, summary, findings, paired))
     written += [save_text(rows.to_csv(index=False), out_dir / "compare_rounds.csv"),
-                save_json(_clean([f for _, _, fs in sections for f in fs]), out_dir / "compare_findings.json"),
+                save_json(_clean([f for _, _, fs, _ in sections for f in fs]), out_dir / "compare_findings.json"),
                 save_text(_markdown(sections, notes), out_dir / "compare.md")]
     return written
 

@@ -218,7 +218,12 @@ def _verb(c: Mapping, more: str = "agree more than", less: str = "agree less tha
           none: str = "cannot be told apart across pairs from") -> str:
     if c.get("ci") is None:
         return none
-    return {"more": more, "less": less, "inconclusive": same}[V.side(c["ci"])]
+    return {"more": more, "less": less, "inconclusive": same}[_side(c)]
+
+
+def _side(c: Mapping) -> str:
+    """The claim's own verdict (pair- and layer-level evidence agreeing), else the side of its interval."""
+    return c["verdict"] if c.get("verdict") in ("more", "less", "inconclusive") else V.side(c.get("ci"))
 
 
 def magnitude_sentence(mag: Mapping) -> str:
@@ -226,14 +231,14 @@ def magnitude_sentence(mag: Mapping) -> str:
     magnitudes predict, or inconclusive; never 'no more than'."""
     if not mag.get("available"):
         return f"no magnitude prediction: {mag.get('baseline_source', 'no baseline')}"
-    numbers = (f"kappa {mag['observed_agreement']:.3f} observed vs {mag['predicted_agreement']:.3f} predicted if each "
-               f"ticket were its own start's magnitude mask plus independent changes; observed minus predicted "
+    numbers = (f"kappa {mag['observed_agreement']:.3f} observed vs {mag['predicted_agreement']:.3f} predicted if the "
+               f"tickets were independent given their starts' magnitude ranks; observed minus predicted "
                f"{_est(mag)}; above the prediction in {mag['layers_above']} of {mag['layers']} layers; "
                f"{_p(mag, '(sign-flip over layers)')}")
     head = {"more": "the tickets agree more than their starting magnitudes predict",
             "less": "the tickets agree less than their starting magnitudes predict",
             "inconclusive": "whether the tickets agree more or less than their starting magnitudes predict is "
-                            "inconclusive"}[V.side(mag.get("ci"))]
+                            "inconclusive"}[_side(mag)]
     if mag.get("ci") is None:
         head += " (one pair of tickets: no interval)"
     return f"{head} ({numbers})"
@@ -244,7 +249,8 @@ def _who(n_pairs: int, seeds: Sequence) -> str:
     if n_pairs > 1:
         rough = ", 2 df: very rough" if len(seeds) == 3 else ""
         return (f"Over the {n_pairs} pairs of tickets of seeds {names} (one theta0, the seeds vary the data order "
-                f"only; intervals: delete-one-seed jackknife over the {len(seeds)} seeds{rough})")
+                f"only; intervals over ticket pairs and layers: delete-one-seed jackknife over the {len(seeds)} seeds "
+                f"plus layers drawn within half x type{rough}; a verdict needs the layer permutation test to agree)")
     return (f"For the one pair of tickets of seeds {names} (one theta0, data order varied; 2 seeds give no "
             "seed-level interval)")
 
@@ -311,5 +317,5 @@ def magnitude_row_sentence(r: Mapping[str, Any]) -> str:
                       "inconclusive at this scale")
     also = f"; {r['also']}" if r.get("also") else ""
     return (f"{head} (observed minus predicted κ {r['effect']:+.3f}, {span}; read at {r['read_at']}{also}). "
-            "The prediction is the agreement two tickets would have if each were the magnitude mask of its "
-            "own start plus independent changes: κ(A, M_A)·κ(M_A, M_B)·κ(M_B, B) per layer.")
+            "The prediction is the agreement two tickets would have if each kept a weight with a probability "
+            "set by its magnitude rank in its own start (rank bins per layer), independently of the other.")

@@ -1,12 +1,14 @@
 """Claims about the per-layer agreement of pairs of tickets, each with an effect over ticket pairs, a
-95 % interval over seeds and a permutation p-value over layers that keeps layer types apart.
+95 % interval over ticket pairs AND layers, and a permutation p-value over layers that keeps layer types apart.
 
 The unit is the ticket pair. The IMP seeds give tickets of one θ0 that differ only in the data order;
 every claim's effect is computed for each unordered pair of seeds (3 seeds: 3 pairs) and averaged over
-the pairs, a U-statistic, and its interval is the delete-one-seed jackknife of
-`pipeline.stats.pairs.pair_mean` (Student-t, n − 1 df; with 3 seeds each leave-one-out value is a
-single pair and the interval rests on 2 df: very rough). Every pair's value is reported beside the
-mean. With 2 seeds there is one pair and no interval, so no verdict can be more than inconclusive.
+the pairs, a U-statistic. Pairs and layers are crossed, so its interval ('ci', `with_layers`,
+pipeline.similarity.crossed) adds to the delete-one-seed jackknife of the pairs ('ci_pairs', kept as a
+description; Student-t, n − 1 df, very rough with 3 seeds) the variance of drawing the layers within
+strata (half × layer type). With 2 seeds there is one pair and no interval, so no verdict can be more
+than inconclusive. A verdict ('verdict': more / less / inconclusive) needs the interval and the layer
+permutation test to agree (crossed.VERDICT_RULE); 'p' is the p it rests on, for Holm in the report.
 
 The p-values answer a narrower question, about this network's layers: permutation tests on the
 per-layer agreement averaged over the pairs, with labels shuffled only within layer-type strata
@@ -16,13 +18,12 @@ unstratified permutation would credit position with what type does. No p-value t
 independent draws of a parametric model; the fan-in correlation has none.
 
 Agreement is chance-corrected (`similarity.metric`): Cohen's kappa, or Jaccard minus the Jaccard of
-independent masks of the same densities; both are 0 for unrelated masks. The magnitude claim is always
-in kappa: its null is a product of kappas (`pipeline.stats.pairs`), which Jaccard has no analogue of.
+independent masks of the same densities; both are 0 for unrelated masks. The magnitude claim
+(pipeline.similarity.magnitude) is always in kappa.
 
 IMP rounds are nested (round k's ticket is cut from round k-1's), so values of different rounds are
 reported as per-round values, never as replicates with a spread; claims are read at the last round
-(pipeline.similarity.summary). Which side of 0 an interval lies on is pipeline.stats.verdicts.side;
-the words are pipeline.report.text's.
+(pipeline.similarity.summary); the words are pipeline.report.text's.
 """
 from __future__ import annotations
 
@@ -32,31 +33,31 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.similarity.crossed import crossed
 from pipeline.similarity.naming import pair_label, parse_pair
-from pipeline.stats.exact import sign_flip_test, stratified_permutation_test
-from pipeline.stats.pairs import magnitude_excess, pair_mean
-from pipeline.stats.verdicts import side
+from pipeline.stats.exact import stratified_permutation_test
+from pipeline.stats.pairs import pair_mean
 
 CI_LEVEL = 0.95
 RESAMPLES = 2000  # permutations / sign patterns per test (similarity.resamples overrides)
 SEED = 0          # every test draws from its own stream, keyed by (SEED, claim, round, part): byte-stable output
 SKIP = "skip1x1"  # the layer type reported with and without
 
+_CI = "interval over pairs and layers (seed jackknife + layers within strata)"
 TEST = {
-    "upstream_vs_downstream": "mean over ticket pairs of upstream-half mean minus downstream-half mean; "
-                              "seed-level jackknife interval; two-sided permutation test exchanging layers "
-                              "between the halves only within layer types",
-    "resolution_matched": "mean over ticket pairs of the encoder-minus-decoder mean, averaged over levels; "
-                          "seed-level jackknife interval; two-sided permutation test exchanging layers between "
-                          "encoder and decoder only within each level and layer type",
-    "beyond_magnitude": "mean over ticket pairs and layers of kappa(A,B) - kappa(A,M_A) kappa(M_A,M_B) kappa(M_B,B) "
-                        "(observed minus the conditional-independence prediction from each ticket's own start's "
-                        "magnitude mask M); seed-level jackknife interval; two-sided sign-flip test over layers of "
-                        "the pair-averaged per-layer excess",
-    "fan_in": "mean over ticket pairs of the upstream coefficient in agreement ~ 1 + log fan-in + upstream; "
-              "seed-level jackknife interval; two-sided Freedman-Lane permutation test (residuals of agreement "
-              "on log fan-in) within layer types; the correlation r is reported per pair without a p-value "
-              "(layers of one network are not independent draws)",
+    "upstream_vs_downstream": "mean over ticket pairs of upstream-half mean minus downstream-half mean; " + _CI +
+                              "; two-sided permutation test exchanging layers between the halves only within "
+                              "layer types",
+    "resolution_matched": "mean over ticket pairs of the encoder-minus-decoder mean, averaged over levels; " + _CI +
+                          "; two-sided permutation test exchanging layers between encoder and decoder only within "
+                          "each level and layer type",
+    "beyond_magnitude": "mean over ticket pairs and layers of kappa(A,B) minus the kappa predicted if A and B kept "
+                        "weights independently given each one's magnitude-rank bin in its own start; " + _CI +
+                        "; two-sided sign-flip test over layers of the pair-averaged per-layer excess",
+    "fan_in": "mean over ticket pairs of the upstream coefficient in agreement ~ 1 + log fan-in + upstream; " + _CI +
+              "; two-sided Freedman-Lane permutation test (residuals of agreement on log fan-in) within layer types; "
+              "the correlation r is reported per pair without a p-value (layers of one network are not independent "
+              "draws)",
 }
 _CLAIM_KEY = {name: i for i, name in enumerate(TEST)}
 
@@ -116,7 +117,7 @@ def upstream_vs_downstream(df: pd.DataFrame, metric: str = "kappa",
 
 # -- over ticket pairs --------------------------------------------------------------------------
 def over_pairs(values: Mapping[str, float]) -> dict:
-    """U-statistic of per-pair values {"a-b": value} with its seed-level jackknife interval
+    """U-statistic of per-pair values {"a-b": value} with its interval over pairs and layers (seed jackknife + layers within strata)
     (`pair_mean`); with one pair (2 seeds) the pair's value and no interval."""
     values = {str(p): float(v) for p, v in values.items()}
     keyed = {parse_pair(p): v for p, v in values.items()}
@@ -163,6 +164,32 @@ def _halves(meta: pd.DataFrame) -> tuple[list[str], list[str]]:
     return path[:h], path[len(path) - h:]
 
 
+def halves_of(meta: pd.DataFrame) -> dict[str, str]:
+    """layer -> 'upstream' / 'downstream' / 'other' (the middle layer of an odd path, the time MLP)."""
+    up, down = _halves(meta)
+    side = {**dict.fromkeys(up, "upstream"), **dict.fromkeys(down, "downstream")}
+    return {name: side.get(name, "other") for name in meta.index}
+
+
+def with_layers(est: dict, layer_means, coef, strata: Sequence[str], p_layers: Optional[float]) -> dict:
+    """A pair-level estimate (`over_pairs`) with the two-way interval over pairs and layers
+    (pipeline.similarity.crossed): 'ci' becomes the two-way interval, 'ci_pairs' keeps the pair-only one
+    (descriptive), and 'verdict' / 'p' follow the rule that needs the pair and the layer evidence to agree."""
+    keyed = {parse_pair(p): v for p, v in (est.get("pairs") or {}).items()}
+    seeds = list(dict.fromkeys(s for pair in keyed for s in pair))
+    if est.get("effect") is None or not keyed:
+        two = crossed({}, [], np.zeros(0), np.zeros(0), [], p_layers)
+    else:
+        two = crossed(keyed, seeds, np.asarray(layer_means, float), np.asarray(coef, float), list(strata), p_layers)
+    rule = two["ci_two_way_rule"] + f"; pair part: {est['ci_rule']}" if est.get("ci_rule") else two["ci_two_way_rule"]
+    return {**est, **two, "ci_pairs": est.get("ci"), "se_pairs": est.get("se"), "ci": two["ci"],
+            "se": two["se_two_way"], "ci_rule": rule, "n_pairs": len(keyed)}
+
+
+def _half_coef(a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+    return np.r_[np.full(len(a), 1.0 / len(a)), np.full(len(b), -1.0 / len(b))]
+
+
 def _diff(wide: pd.DataFrame, a: Sequence[str], b: Sequence[str]) -> dict:
     return {p: float(wide.loc[list(a), p].mean() - wide.loc[list(b), p].mean()) for p in wide.columns}
 
@@ -184,7 +211,10 @@ def claim_upstream(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str, s
     st = [types[name] for name in both]
     test = _test(y, lab, st, "upstream_vs_downstream", k, n)
     plain = _test(y, lab, ["all"] * len(both), "upstream_vs_downstream", k, n, part=1)
-    out = {**over_pairs(_diff(wide, up, down)), "p_value": test.p, "p_value_rule": test.rule,
+    halves = halves_of(meta)
+    layer_strata = [f"{halves[x]}|{types[x]}" for x in both]
+    out = {**with_layers(over_pairs(_diff(wide, up, down)), y, _half_coef(up, down), layer_strata, test.p),
+           "p_value": test.p, "p_value_rule": test.rule,
            "p_value_unstratified": plain.p,
            "p_value_unstratified_is": "the same test with labels shuffled across all layers, for comparison only: "
                                       "it treats layers of different types as exchangeable",
@@ -198,9 +228,12 @@ def claim_upstream(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str, s
         sel = up_ns + down_ns
         test_ns = _test(wide.loc[sel].mean(axis=1), np.r_[np.ones(len(up_ns), bool), np.zeros(len(down_ns), bool)],
                         [types[x] for x in sel], "upstream_vs_downstream", k, n, part=2)
-        without = {**over_pairs(_diff(wide, up_ns, down_ns)), "p_value": test_ns.p}
+        without = {**with_layers(over_pairs(_diff(wide, up_ns, down_ns)), wide.loc[sel].mean(axis=1),
+                                 _half_coef(up_ns, down_ns), [f"{halves[x]}|{types[x]}" for x in sel], test_ns.p),
+                   "p_value": test_ns.p}
     else:
-        without = {**over_pairs({}), "p_value": None, "reason": "a half has no layer other than 1x1 skip convs"}
+        without = {**with_layers(over_pairs({}), [], [], [], None), "p_value": None,
+                   "reason": "a half has no layer other than 1x1 skip convs"}
     out["without_skip"] = {**without, "layers_left_out": skips, "upstream_layers": len(up_ns),
                            "downstream_layers": len(down_ns),
                            "rule": "the same halves with the 1x1 skip convs left out of both means"}
@@ -225,7 +258,7 @@ def claim_resolution(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str,
     pair, over pairs, and per level (`baseline`: layer -> each ticket's agreement with its own
     start's magnitude mask, mean over seeds, drawn beside the levels)."""
     levels, per_pair = [], {p: [] for p in wide.columns}
-    ys, labs, strata, lidx = [], [], [], []
+    ys, labs, strata, lidx, coef, sample_strata = [], [], [], [], [], []
     for pair in pairs:
         enc = meta.index[meta["block"] == pair["encoder"]].tolist()
         dec = meta.index[meta["block"] == pair["decoder"]].tolist()
@@ -248,6 +281,8 @@ def claim_resolution(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str,
             level["encoder_baseline"] = float(baseline.reindex(enc).mean())
             level["decoder_baseline"] = float(baseline.reindex(dec).mean())
         ys.append(y)
+        coef.append(_half_coef(enc, dec))
+        sample_strata += [f"{pair['level']}|{'encoder' if x in enc else 'decoder'}|{types[x]}" for x in sel]
         labs.append(lab)
         strata += st
         lidx += [len(levels)] * len(sel)
@@ -256,50 +291,10 @@ def claim_resolution(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str,
         return None  # no encoder/decoder pair with prunable layers on both sides
     stat = _level_mean_statistic(np.asarray(lidx), len(levels))
     test = _test(np.concatenate(ys), np.concatenate(labs), strata, "resolution_matched", k, n, statistic=stat)
-    return {**over_pairs({p: float(np.mean(v)) for p, v in per_pair.items()}), "p_value": test.p,
-            "p_value_rule": test.rule, "levels": levels}
-
-
-def magnitude_chain(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: pd.DataFrame) -> pd.DataFrame:
-    """Per pair and layer: observed kappa(A,B), kappa(A,M_A), kappa(M_A,M_B), kappa(M_B,B), the
-    conditional-independence prediction (their product) and the excess observed − predicted.
-    `kappa_ab`, `start_pair`: layer x pair; `own`: layer x seed (each ticket against its own start's
-    magnitude mask)."""
-    frames = []
-    for p in kappa_ab.columns:
-        a, b = parse_pair(p)
-        ex = magnitude_excess(kappa_ab[p], own[a], start_pair[p], own[b])
-        frames.append(pd.DataFrame({"pair": p, "layer": kappa_ab.index, "observed": ex.observed,
-                                    "kappa_a_start": own[a].to_numpy(float), "kappa_starts": start_pair[p].to_numpy(float),
-                                    "kappa_b_start": own[b].to_numpy(float), "predicted": ex.predicted,
-                                    "excess": ex.excess}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def claim_beyond_magnitude(kappa_ab: pd.DataFrame, own: pd.DataFrame, start_pair: pd.DataFrame,
-                           types: Mapping[str, str], k: int, n: int) -> dict:
-    """Observed minus predicted kappa (`magnitude_chain`), mean over layers per pair, then over pairs."""
-    chain = magnitude_chain(kappa_ab, own, start_pair)
-    by_pair = chain.groupby("pair", sort=False)
-    per_layer = chain.groupby("layer", sort=False)["excess"].mean().reindex(kappa_ab.index)
-    test = sign_flip_test(per_layer.to_numpy(float), n_resamples=n, seed=_stream("beyond_magnitude", k))
-    est = over_pairs(by_pair["excess"].mean().to_dict())
-    by_type = {}
-    for t in sorted({types[x] for x in per_layer.index}):
-        sel = per_layer[[types[x] == t for x in per_layer.index]]
-        by_type[t] = {"layers": len(sel), "mean_excess": float(sel.mean()), "layers_above": int((sel > 0).sum())}
-    seeds = list(dict.fromkeys(s for p in kappa_ab.columns for s in parse_pair(p)))
-    rule = test.rule.replace("per-seed differences", "per-layer excesses (averaged over the pairs)")
-    return {**est, "p_value": test.p, "p_value_rule": rule, "metric": "kappa",
-            "verdict": side(est["ci"]),
-            "observed_agreement": float(chain["observed"].mean()),
-            "predicted_agreement": float(chain["predicted"].mean()),
-            "own_start_agreement": float(own[seeds].to_numpy().mean()),
-            "own_start_agreement_by_seed": {str(s): float(own[s].mean()) for s in seeds},
-            "start_pair_agreement": float(chain["kappa_starts"].mean()),
-            "layers": len(per_layer), "layers_above": int((per_layer > 0).sum()),
-            "layers_above_by_pair": {p: int((g["excess"] > 0).sum()) for p, g in by_pair},
-            "by_type": by_type}
+    est = over_pairs({p: float(np.mean(v)) for p, v in per_pair.items()})
+    est = with_layers(est, np.concatenate(ys), np.concatenate(coef) / len(levels), sample_strata, test.p)
+    return {**est, "p_value": test.p, "p_value_rule": test.rule, "levels": levels,
+            "layer_strata_are": "level x side (encoder / decoder) x layer type"}
 
 
 def _residualize(v: np.ndarray, xc: np.ndarray) -> np.ndarray:
@@ -361,7 +356,13 @@ def claim_fan_in(wide: pd.DataFrame, meta: pd.DataFrame, types: Mapping[str, str
     e, dr = _residualize(y, xc), _residualize(upstream, xc)
     test = _test(e, dr, [types[name] for name in sel], "fan_in", k, n,
                  statistic=lambda v, lab: lab @ v / float(dr @ dr))
-    return {**over_pairs(effects), "p_value": test.p, "p_value_rule": test.rule, **detail,
+    halves = halves_of(meta)
+    # the layer part from the residuals of the full fit y ~ 1 + log fan-in + upstream: what fan-in and the
+    # split explain is not layer-to-layer noise
+    resid = e - (dr @ y / float(dr @ dr)) * dr
+    est = with_layers(over_pairs(effects), resid, dr / float(dr @ dr), [f"{halves[x]}|{types[x]}" for x in sel],
+                      test.p)
+    return {**est, "p_value": test.p, "p_value_rule": test.rule, **detail,
             "residual_difference": float(e[:h].mean() - e[h:].mean())}
 
 

@@ -532,7 +532,7 @@ def test_compare_outputs_from_captured_json(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show())
     written = C.compare(tmp_path / "cmp", tmp_path)
     assert {p.name for p in written} == {"compare_fid_vs_sparsity.png", "compare_fid_vs_macs.png", "compare.csv",
-                                         "compare_rounds.csv", "compare_findings.json", "compare.md"}
+                                         "compare_rounds.csv", "compare_findings.json", "compare.md", "compare_paired.csv"}
     md = (tmp_path / "cmp/compare.md").read_text()
     for name in ("glob", "lw", "main"):
         assert f"| {name} |" in md
@@ -714,3 +714,45 @@ def test_mean_fid_intervals_are_geometric_and_never_cut_at_0():
 
     curves = experiment_curves(df.assign(experiment="main"))
     assert curves["fid_low"].iloc[0] == 0.0 and curves["fid_high"].iloc[0] > 200.0
+
+
+def _tables(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("compare*")) if p.suffix in (".csv", ".md", ".json")}
+
+
+def test_compare_rebuilds_from_committed_runs_byte_identically_and_refuses_fewer(tmp_path, monkeypatch):
+    import shutil
+
+    import pipeline.report.compare as C
+    from pipeline.core.config import ConfigError
+
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: _exp_show())
+    out = tmp_path / "cmp"
+    C.compare(out, tmp_path)  # with the DVC experiments: writes runs/ beside the report
+    assert (out / "runs/index.json").exists() and (out / "runs/lw/rows.csv").exists()
+    live = _tables(out)
+
+    # a fresh clone: the committed report and runs, no experiments (dvc exp show fails or shows none)
+    clone = tmp_path / "clone/cmp"
+    shutil.copytree(out, clone)
+
+    def no_dvc(repo):
+        raise ConfigError("not inside a DVC repository")
+
+    monkeypatch.setattr(C, "exp_show_json", no_dvc)
+    for _ in range(2):
+        C.compare(clone, tmp_path)
+        assert _tables(clone) == live
+    monkeypatch.setattr(C, "exp_show_json", lambda repo: [])  # a DVC repo with no experiments and no metrics
+    C.compare(clone, tmp_path)
+    assert _tables(clone) == live
+
+    # fewer runs than the report was built from: one-line refusal, nothing changed; --force overwrites
+    shutil.rmtree(clone / "runs/glob")
+    index = json.loads((clone / "runs/index.json").read_text())
+    (clone / "runs/index.json").write_text(json.dumps({**index, "runs": [r for r in index["runs"] if r != "glob"]}))
+    with pytest.raises(ConfigError, match=r"built from 3 runs and this build has 2; pass --force") as err:
+        C.compare(clone, tmp_path)
+    assert "\n" not in str(err.value) and _tables(clone) == live
+    C.compare(clone, tmp_path, force=True)
+    assert len(pd.read_csv(clone / "compare.csv")) == 2 and _tables(clone) != live

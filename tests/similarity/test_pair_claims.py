@@ -14,6 +14,7 @@ import torch
 from pipeline.similarity.agreement import (agreement, block_of, compare_tickets, layer_type, magnitude_mask,
                                            pair_label)
 from pipeline.report.text import magnitude_sentence, similarity_finding
+from pipeline.similarity.magnitude import predicted_agreement
 from pipeline.similarity.summary import POPULATION_PER_SEED
 from pipeline.similarity.summary import summarize as _summarize
 from pipeline.sparsity.masks import Mask
@@ -65,7 +66,11 @@ def test_claim_effect_is_the_mean_of_the_pair_values_with_the_seed_jackknife():
     assert up_claim["pairs"] == pytest.approx(by_pair)
     assert up_claim["effect"] == pytest.approx(np.mean(list(by_pair.values())))
     est = pair_mean({(int(p[0]), int(p[2])): v for p, v in by_pair.items()})
-    assert up_claim["ci"] == pytest.approx([est.low, est.high]) and up_claim["se"] == pytest.approx(est.se)
+    # the pair-only interval is the seed jackknife; the claim's interval adds the layer part
+    assert up_claim["ci_pairs"] == pytest.approx([est.low, est.high]) and up_claim["se_pairs"] == pytest.approx(est.se)
+    assert up_claim["se"] ** 2 == pytest.approx(est.se ** 2 + up_claim["se_layers"] ** 2)
+    assert up_claim["ci"][0] < est.low and up_claim["ci"][1] > est.high
+    assert up_claim["n_layers"] == 2 * h and up_claim["p_layers"] == up_claim["p_value"]
     assert "very rough" in up_claim["ci_rule"] and "very rough" in s["finding"]
     assert up_claim["n_pairs"] == 3 and up_claim["unit"] == "ticket pair"
     # every pair's value is in the sentence too
@@ -165,12 +170,16 @@ def _magnitude_study(seed: int, *, shared: float = 0.0, layers: int = 16, size: 
                         columns=["round", "seed", "layer", "metric", "value"])
     start_pair = pd.DataFrame([(pair_label(a, b), 1, n, v) for a, b in pairs for n, v in agreement(own[a], own[b]).items()],
                               columns=["pair", "round", "layer", "value"])
-    return df, base, start_pair
+    predicted = pd.DataFrame([(pair_label(a, b), 1, n, v) for a, b in pairs
+                              for n, v in predicted_agreement(tickets[a], starts[a], tickets[b], starts[b], 20).items()],
+                             columns=["pair", "round", "layer", "value"])
+    return df, base, start_pair, predicted
 
 
 def _magnitude(shared: float, seed: int):
-    df, base, sp = _magnitude_study(seed, shared=shared)
-    s = summarize(df, "kappa", seeds=SEEDS, baseline=base, start_pair=sp, baseline_source="theta_k", resamples=999)
+    df, base, sp, pred = _magnitude_study(seed, shared=shared)
+    s = summarize(df, "kappa", seeds=SEEDS, baseline=base, start_pair=sp, predicted=pred, baseline_source="theta_k",
+                  resamples=999)
     return s, s["claims"]["beyond_magnitude"]
 
 
@@ -197,9 +206,9 @@ def test_shared_structure_beyond_the_magnitudes_is_worded_more_than():
     assert "the tickets agree more than their starting magnitudes predict" in s["finding"]
 
 
-def test_magnitude_claim_needs_the_starts_kappa():
-    df, base, _ = _magnitude_study(5, layers=4, size=2000)
-    mag = summarize(df, "kappa", seeds=SEEDS, baseline=base, resamples=100)["claims"]["beyond_magnitude"]
+def test_magnitude_claim_needs_the_prediction():
+    df, base, sp, _ = _magnitude_study(5, layers=4, size=2000)
+    mag = summarize(df, "kappa", seeds=SEEDS, baseline=base, start_pair=sp, resamples=100)["claims"]["beyond_magnitude"]
     assert mag["available"] is False and "no prediction" in mag["baseline_source"]
 
 

@@ -23,6 +23,7 @@ from pipeline.similarity.agreement import (METRICS, agreement, block_of, block_o
                                            round_fractions, start_agreement)
 from pipeline.report.text import similarity_finding
 from pipeline.similarity.claims import chance_corrected
+from pipeline.similarity.magnitude import predicted_agreement
 from pipeline.similarity.summary import POPULATION_PER_SEED
 from pipeline.similarity.summary import summarize as _summarize
 from pipeline.ddpm.unet import build_unet
@@ -353,7 +354,10 @@ def _magnitude_tables(tickets, starts, order, theta):
                         columns=["round", "seed", "layer", "metric", "value"])
     sp = pd.DataFrame([(f"{a}-{b}", 1, n, v) for a, b in pairs for n, v in agreement(own[a], own[b]).items()],
                       columns=["pair", "round", "layer", "value"])
-    return df, base, sp
+    pred = pd.DataFrame([(f"{a}-{b}", 1, n, v) for a, b in pairs
+                         for n, v in predicted_agreement(tickets[a], starts[a], tickets[b], starts[b], 20).items()],
+                        columns=["pair", "round", "layer", "value"])
+    return df, base, sp, pred
 
 
 def test_tickets_that_are_magnitude_masks_of_a_shared_start_are_exactly_predicted():
@@ -366,8 +370,9 @@ def test_tickets_that_are_magnitude_masks_of_a_shared_start_are_exactly_predicte
     kept = {n: int(theta0[n].numel() * (0.1 + 0.5 * float(torch.rand(1, generator=g)))) for n in names}
     order = forward_layer_order(model, (1, 8, 8))
     tickets = {s: magnitude_mask(theta0, kept) for s in (1, 2, 3)}
-    df, base, sp = _magnitude_tables(tickets, dict.fromkeys(tickets, theta0), order, theta0)
-    c = summarize(df, "kappa", seeds=(1, 2, 3), baseline=base, start_pair=sp, baseline_source="theta0", resamples=200)
+    df, base, sp, pred = _magnitude_tables(tickets, dict.fromkeys(tickets, theta0), order, theta0)
+    c = summarize(df, "kappa", seeds=(1, 2, 3), baseline=base, start_pair=sp, predicted=pred, baseline_source="theta0",
+                  resamples=200)
     mag = c["claims"]["beyond_magnitude"]
     assert mag["observed_agreement"] == pytest.approx(1.0) and mag["predicted_agreement"] == pytest.approx(1.0)
     assert mag["effect"] == pytest.approx(0.0) and mag["available"] and mag["verdict"] == "inconclusive"
@@ -377,11 +382,13 @@ def test_tickets_that_are_magnitude_masks_of_a_shared_start_are_exactly_predicte
     drift = {n: theta0[n] + 0.5 * theta0[n].std() * torch.randn(theta0[n].shape, generator=g) for n in names}
     shared = magnitude_mask(drift, kept)
     tickets = {s: shared.clone() for s in (1, 2, 3)}
-    df, base, sp = _magnitude_tables(tickets, dict.fromkeys(tickets, theta0), order, theta0)
-    s = summarize(df, "kappa", baseline=base, start_pair=sp, resamples=200)
+    df, base, sp, pred = _magnitude_tables(tickets, dict.fromkeys(tickets, theta0), order, theta0)
+    s = summarize(df, "kappa", baseline=base, start_pair=sp, predicted=pred, resamples=200)
     mag = s["claims"]["beyond_magnitude"]
     assert mag["observed_agreement"] == pytest.approx(1.0) and mag["own_start_agreement"] < 0.9
-    assert mag["predicted_agreement"] == pytest.approx(np.mean([v ** 2 for v in start_agreement(shared, theta0).values()]))
+    assert mag["predicted_agreement_binary"] == pytest.approx(
+        np.mean([v ** 2 for v in start_agreement(shared, theta0).values()]))
+    assert mag["predicted_agreement"] < 0.9
     assert mag["ci"][0] > 0 and mag["p_value"] < 0.01 and mag["layers_above"] == mag["layers"]
     assert "agree more than their starting magnitudes predict" in s["finding"]
 
@@ -560,10 +567,16 @@ def test_layer_rates_and_similarity_stages_end_to_end(tmp_path, monkeypatch):
     own = {s: magnitude_mask(starts[s], masks[s].kept_counts()) for s in (2, 3)}
     k_a, k_b = start_agreement(masks[2], starts[2]), start_agreement(masks[3], starts[3])
     k_starts = agreement(own[2], own[3])
-    excess = {n: kappa.loc[n, "2-3"] - k_a[n] * k_starts[n] * k_b[n] for n in prunable}
+    binary = {n: kappa.loc[n, "2-3"] - k_a[n] * k_starts[n] * k_b[n] for n in prunable}
+    pred = predicted_agreement(masks[2], starts[2], masks[3], starts[3], 20)  # similarity.magnitude_bins default
+    excess = {n: kappa.loc[n, "2-3"] - pred[n] for n in prunable}
     assert mag["pairs"]["2-3"] == pytest.approx(np.mean(list(excess.values())))
-    chain = pd.read_csv(out / "magnitude.csv")
-    assert chain[chain["pair"] == "2-3"].set_index("layer")["excess"].to_dict() == pytest.approx(excess)
+    chain = pd.read_csv(out / "magnitude.csv").query("pair == '2-3'").set_index("layer")
+    assert chain["excess"].to_dict() == pytest.approx(excess)
+    assert chain["excess_binary"].to_dict() == pytest.approx(binary)  # the old chain, kept beside it
+    for name, c in claims.items():  # what the report reads
+        assert {"ci_pairs", "p_layers", "p", "n_pairs", "n_layers", "verdict"} <= set(c), name
+        assert c["verdict"] in ("more", "less", "inconclusive") and c["n_layers"] > 0, name
     assert claims["fan_in"]["correlation"]["layers"] == len(prunable) - 2  # the time MLP is off the path
     from pipeline.similarity.plots import plot_claims
     assert len(plot_claims(summary).axes) == 2  # the report can redraw the figure from the summary
