@@ -32,7 +32,9 @@ def headline(metrics: dict[str, Any], primary: Optional[dict[str, Any]]) -> dict
     """From the summary metrics (reports/metrics.json's content) and the primary finding's row (its
     effect in the row's own unit: ΔFID ticket − dense for the ticket claim, > 0 worse)."""
     frontier = metrics.get("frontier") or {}
-    out: dict[str, Any] = {"dense_fid": _num(metrics.get("dense_fid"), 2),
+    # fid_dense, not dense_fid: metrics.json has dense_fid, and `dvc exp show` would prefix both with
+    # their file names (a 31-character column) to tell them apart
+    out: dict[str, Any] = {"fid_dense": _num(metrics.get("dense_fid"), 2),
                            "frontier_sparsity": _num(frontier.get("sparsity"), 4)}
     if primary:
         verdict = str(primary.get("verdict", ""))
