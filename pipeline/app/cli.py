@@ -85,6 +85,19 @@ def check(params: Path = typer.Argument(Path("params.yaml"), help="params file t
     typer.echo(f"  controls  {kinds or 'none'}" + (f" for rounds {list(p.controls.rounds)} of every seed"
                                                    if kinds and p.controls.rounds else " (controls.rounds is empty)"
                                                    if kinds else ""))
+    typer.echo(f"  time      {run_time(p, model)}")
+
+
+def run_time(p, model) -> str:
+    """The estimated run time on this machine's CPUs (pipeline.app.estimate), from the model's MACs."""
+    import torch
+
+    from pipeline.app import estimate as E
+    from pipeline.evaluate.cost import count_macs
+
+    shape = (1, p.data.channels, p.data.image_size, p.data.image_size)
+    macs, _ = count_macs(model, None, shape, (torch.zeros(1, device="meta"),))  # shapes only, on 'meta'
+    return E.line(E.estimate(p, stage_count(p), macs))
 
 
 def stage_count(p) -> int:

@@ -7,6 +7,8 @@
 - findings.py:      one row per claim with effect, interval, test and verdict
 - frontier.py:      the paired held-out loss, the convergence check, the sparsest non-inferior ticket of the run
 - figures.py:       curves (each seed, mean with interval, controls), cost, noise-scale, layer and sample figures
+- paper.py:         the paper-style table: sparsity × FID mean [interval] per schedule and control, MACs, storage
+- headline.py:      reports/headline.json, the few numbers a reader compares across runs
 - render.py:        Markdown and self-contained HTML
 - build.py:         writes everything (`build_report`)
 - exp_show.py:      `dvc exp show --json` read into tables

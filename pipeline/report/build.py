@@ -15,35 +15,39 @@ from pipeline.report import findings as FD
 from pipeline.report import frontier as FR
 from pipeline.report import text
 from pipeline.core import paths
+from pipeline.report.headline import headline
 from pipeline.report.inputs import heldout_by_t_table, load_eval_table, require, round_ids
+from pipeline.report.paper import means_from_stats, paper_table
 from pipeline.report.render import Section, Table, render_html, render_markdown
 from pipeline.report.tables import csv_table, mask_table, mean_table, round_table, seed_stats, summary_metrics
 
+SAMPLE_SEEDS = 3  # rows of the sample-grid figure: more seeds would not read
 
-def _sample_panels(params: Params, df: pd.DataFrame, root: Path, fr) -> tuple[list, int]:
-    """One row per seed: dense, its sparsest non-inferior ticket, the last round, and the controls of
-    the last control round (six rounds of panels would not read)."""
+
+def _sample_panels(params: Params, df: pd.DataFrame, root: Path) -> tuple[list, int, list[str]]:
+    """One row per seed (the first SAMPLE_SEEDS): dense, one column per round, then each control at each
+    of its rounds (an empty cell where a seed lacks that control)."""
     rounds = round_ids(params)
-    panels, ncols = [], 0
-    for seed in params.imp.seeds:
-        best = fr.seeds.seed(seed).round_or_dense if fr is not None else 0
-        shown = [("dense", 0, "dense")]
-        if 0 < best < rounds[-1]:
-            shown.append(("ticket", best, "sparsest non-inferior"))
-        shown.append(("ticket", rounds[-1], "last round" + (" (sparsest non-inferior)" if best == rounds[-1] else "")))
-        ctrl = df[(df["seed"] == seed) & ~df["main"]]
-        if len(ctrl):
-            k = int(ctrl["round"].max())
-            shown += [(str(kind), k, f"{kind} control") for kind in sorted(ctrl.loc[ctrl["round"] == k, "kind"])]
-        for kind, k, what in shown:
-            r = df[(df["kind"] == kind) & (df["seed"] == seed) & (df["round"] == k)].iloc[0]
+    ctrl = df.loc[~df["main"], ["kind", "round"]].drop_duplicates().sort_values(["round", "kind"])
+    columns = [("dense" if k == 0 else "ticket", k) for k in rounds] + [(str(c), int(k)) for c, k in ctrl.itertuples(index=False)]
+    seeds = list(params.imp.seeds)[:SAMPLE_SEEDS]
+    panels = []
+    for seed in seeds:
+        for kind, k in columns:
+            rows = df[(df["kind"] == kind) & (df["seed"] == seed) & (df["round"] == k)]
+            if rows.empty:
+                panels.append(("", None))
+                continue
+            r = rows.iloc[0]
             folder = paths.eval_dir(seed, k, root) if r["main"] else paths.control_eval_dir(kind, seed, k, root)
             path = require(folder / "samples.png", "eval" if r["main"] else "eval_control", seed, k)
-            sparse = "" if k == 0 else f", round {k}: {100 * r['sparsity']:.1f}%"
-            panels.append((f"seed {seed}: {what}{sparse}\nFID {r['fid']:.2f} [{r['fid_ci_low']:.2f}, {r['fid_ci_high']:.2f}]",
-                           path))
-        ncols = max(ncols, len(shown))
-    return panels, ncols
+            what = "dense" if k == 0 else (f"round {k}" if r["main"] else f"{kind}, round {k}")
+            sparse = "" if k == 0 else f" · {100 * r['sparsity']:.1f} %"
+            panels.append((f"{what}{sparse}\nFID {r['fid']:.1f}", path))
+    labels = [f"seed {s}" for s in seeds]
+    if len(params.imp.seeds) > len(seeds):
+        labels[-1] += f" (of {len(params.imp.seeds)})"
+    return panels, len(columns), labels
 
 
 def _joined(values) -> str:
@@ -60,7 +64,7 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
     boot = (f" Each FID's interval is the interval for FID at N = {int(first['num_samples'])} samples: "
             f"{first['fid_ci_method']}." if isinstance(first.get("fid_ci_method"), str) else "")
     controls = sorted(set(df.loc[~df["main"], "kind"]))
-    return Section("Setup", [
+    return Section("Methods", [
         f"Dataset {params.data.dataset} at {params.data.image_size}x{params.data.image_size}x{params.data.channels}; "
         f"U-Net dim {params.model.dim}, dim_mults {list(params.model.dim_mults)}; {len(rounds) - 1} IMP rounds "
         f"removing {params.sparsity.rate:.0%} of surviving prunable weights each ({params.sparsity.schedule} schedule); "
@@ -71,10 +75,9 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
         f"are not comparable; FID∞ is the N → ∞ extrapolation (Chong & Forsyth 2020).{boot}"])
 
 
-def _findings_section(rows: list[dict[str, Any]], params: Params, fr) -> Section:
-    sentence = FD.beyond_magnitude_sentence(rows)
-    conv = fr.converged if fr is not None else None
-    after = ([sentence] if sentence else []) + ([text.seeds_convergence_sentence(conv)] if conv is not None else []) + [
+def verdict_rules(params: Params) -> list[str]:
+    """How every verdict is decided, stated once (the Methods section)."""
+    return [
         "Verdicts are computed from the interval, never typed: "
         f"ticket vs dense is a fixed sequence of non-inferiority tests with margin report.margin = "
         f"{params.report.margin:g} of the dense FID (set before the run); the other claims are supported when "
@@ -82,11 +85,60 @@ def _findings_section(rows: list[dict[str, Any]], params: Params, fr) -> Section
         "inconclusive at this scale otherwise. A ticket verdict against a dense baseline that has not converged "
         "is provisional and says so. Every paired interval over seeds is between-seed variance plus the "
         "shared-noise term (all runs share the starting noise and the held-out items), Student-t with "
-        "Satterthwaite's df; the exact sign-flip p beside it needs no normality, but with n seeds it can never "
-        f"go below 2/2ⁿ ({2 / 2 ** len(params.imp.seeds):.2g} here). Population: {params.population()}.",
+        f"Satterthwaite's df. Population: {params.population()}.",
         f"The layerwise claim (sparser or cheaper tickets at non-inferior FID) is judged by `lth-diffusion report compare` "
         f"on the frontier of each run: {text.LAYERWISE_FRONTIER_RULE}."]
-    return Section("Findings", [], [FD.findings_table(rows)], after=after)
+
+
+def caveats(rows: list[dict[str, Any]], params: Params, fr, notes: list[str]) -> list[str]:
+    """The findings' numbered footnotes: what limits a reading of the table."""
+    sentence = FD.beyond_magnitude_sentence(rows)
+    conv = fr.converged if fr is not None else None
+    n = len(params.imp.seeds)
+    out = [text.seeds_convergence_sentence(conv)] if conv is not None else []
+    out.append(f"With {n} seeds the exact sign-flip test beside each interval cannot go below p = 2/2^{n} = "
+               f"{2 / 2 ** n:.2g}; the verdicts rest on the t intervals.")
+    if sentence:
+        out.append(sentence)
+    return out + notes
+
+
+def _findings_section(rows: list[dict[str, Any]], notes: list[str]) -> Section:
+    return Section("Findings", [], [FD.findings_table(rows)], notes=notes)
+
+
+def answer(rows: list[dict[str, Any]], fr) -> str:
+    """One sentence that answers the primary question. The findings module words it when it offers
+    `primary_finding` and `answer_sentence`; until then, from the ticket-vs-dense row."""
+    primary_finding, answer_sentence = getattr(FD, "primary_finding", None), getattr(FD, "answer_sentence", None)
+    if primary_finding is not None and answer_sentence is not None:
+        return answer_sentence(primary_finding(rows))
+    row = primary(rows)
+    if row is None or row["verdict"] == FD.NOT_MEASURED:
+        why = row["test"] if row is not None else "no ticket-vs-dense row"
+        return f"Do winning tickets exist at ≥ 90 % sparsity? Not measured: {why}."
+    lo, hi = row["ci"]
+    margin = f"; margin {fr.over_seeds.margin:.2f}" if fr is not None else ""
+    return (f"Do winning tickets exist at ≥ 90 % sparsity? {row['verdict'].capitalize()}: ΔFID ticket − dense "
+            f"{row['effect']:+.2f} [{lo:.2f}, {hi:.2f}] at {row['read_at']} (> 0 is worse{margin}).")
+
+
+def primary(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The primary finding's row: the findings module's choice when it offers one, else ticket vs dense."""
+    primary_finding = getattr(FD, "primary_finding", None)
+    if primary_finding is not None:
+        return primary_finding(rows)
+    return next((r for r in rows if r["claim"] == FD.TICKET_CLAIM), None)
+
+
+def title(params: Params, df: pd.DataFrame) -> str:
+    """What was studied: dataset, resolution, model size, schedule."""
+    d = params.data
+    dense = df[df["kind"] == "dense"]
+    n = int(dense["params_total"].iloc[0]) if len(dense) and pd.notna(dense["params_total"].iloc[0]) else None
+    size = f", {n / 1e6:.2f} M-parameter U-Net" if n and n >= 1e6 else f", {n / 1e3:.0f} k-parameter U-Net" if n else ""
+    return (f"Lottery tickets in a diffusion U-Net: {d.dataset} {d.image_size}×{d.image_size}{size}, "
+            f"{params.sparsity.schedule} schedule, rewind {params.rewind.mode}")
 
 
 def _similarity_figures(params: Params, sim_csv: Path, masks: dict, figure, notes: list[str]) -> None:
@@ -159,23 +211,34 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
         for seed, f in fr.seeds.per_seed:
             row = df[(df["kind"] == "ticket") & (df["seed"] == seed) & (df["round"] == (f.stopped_at or -1))]
             stops[seed] = (float(row["remaining_pct"].iloc[0]), float(row["fid"].iloc[0])) if len(row) else None
-    figure("fid_vs_sparsity.png", "FID and KID vs prunable weights remaining: each seed (thin), the mean over "
-           "seeds with its 95 % interval (band), the controls (markers), the non-inferiority margin (green) and "
-           "where each seed's fixed sequence of tests stops (X; none: censored at the last round)",
-           F.plot_fid_vs_sparsity(df, stats, fr.over_seeds.margin if fr is not None else None, stops))
-    figure("dense_convergence.png", "Dense baseline: held-out loss of the EMA weights at the convergence checks",
-           F.plot_convergence(fr.converged if fr is not None else None))
-    figure("fid_vs_cost.png", "FID vs MACs and vs compressed storage (seeds, mean, controls)", F.plot_fid_vs_cost(df, stats))
+    figure("fid_vs_sparsity.png", "Left: FID vs prunable weights remaining, each seed (thin) and the mean with its 95 % "
+           "interval; X where a seed's fixed sequence of tests stops. Middle: ΔFID ticket − dense with the "
+           "non-inferiority margin (green). Right: the ticket beside the controls at the control rounds.",
+           F.plot_fid_vs_sparsity(df, stats, fr.over_seeds.margin if fr is not None else None, stops,
+                                  fr.deltas if fr is not None else None))
+    curves = {s: runs[("dense", s, 0)].curve for s in params.imp.seeds if runs.get(("dense", s, 0)) is not None}
+    figure("dense_convergence.png", "Dense baseline: paired per-item improvement of the held-out loss between "
+           "convergence checks, per seed, with the interval whose upper end the convergence check compares with "
+           "the tolerance", F.plot_convergence(fr.converged if fr is not None else None, curves, params.report.level))
+    figure("fid_vs_cost.png", "FID vs MACs and vs compressed storage, and KID vs remaining weights (seeds, mean, "
+           "controls)", F.plot_fid_vs_cost(df, stats))
     by_t = heldout_by_t_table(df)
     figure("heldout_by_t.png", "Held-out denoising loss relative to dense per timestep bucket, mean over seeds",
            F.plot_heldout_by_t(by_t))
     if by_t.empty:
         notes.append("heldout_by_t: no metrics file has heldout_loss_by_t / heldout_t_edges.")
+    stale = out_dir / "layer_sparsity.png"
     if len(rounds) > 1:
         seed, k = params.imp.seeds[0], rounds[-1]
-        figure("layer_sparsity.png", f"Per-layer sparsity of the seed {seed} round {k} ticket",
-               F.plot_layer_sparsity(masks[(seed, k)]))
+        if F.layers_uniform(masks[(seed, k)]):
+            stale.unlink(missing_ok=True)  # a figure of an earlier schedule must not stay beside this report
+            notes.append(f"No per-layer sparsity figure: every layer of the seed {seed} round {k} ticket has the "
+                         f"same sparsity ({100 * masks[(seed, k)]['sparsity']:.1f} %).")
+        else:
+            figure("layer_sparsity.png", f"Per-layer sparsity of the seed {seed} round {k} ticket",
+                   F.plot_layer_sparsity(masks[(seed, k)]))
     else:
+        stale.unlink(missing_ok=True)
         notes.append("layer_sparsity.png skipped: imp.rounds is empty, so there is no pruned ticket.")
 
     _similarity_figures(params, sim_csv, masks, figure, notes)
@@ -194,12 +257,16 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     else:
         notes.append(f"layer_rates.png skipped: {rates_path} not found (made by stage 'layer_rates').")
 
-    panels, ncols = _sample_panels(params, df, root, fr)
-    figure("samples.png", "Sample grids: dense, the sparsest non-inferior ticket, the last round and the controls",
-           F.plot_sample_grids(panels, ncols))
+    panels, ncols, row_labels = _sample_panels(params, df, root)
+    figure("samples.png", "Sample grids: one column per round (dense first), then each control at each control "
+           "round; FID of that seed's run under each grid", F.plot_sample_grids(panels, ncols, row_labels))
 
     scale, unit = F.macs_unit(df["macs"])
-    title = f"LTH diffusion report: {params.sparsity.schedule} schedule, rewind={params.rewind.mode}"
+    page_title = title(params, df)
+    lead_caption, lead_path = figures.pop("fid_vs_sparsity.png")
+    lead = Section("Answer", [answer(findings, fr)], [paper_table(means_from_stats(stats, params.sparsity.schedule),
+                                                                  params.sparsity.schedule, scale, unit)],
+                   figures=[(lead_caption, lead_path)], lead=True)
     results = Section("Mean over seeds", [
         "Mean ± sd over the evaluated seeds; the FID interval is the interval of the mean over seeds "
         "(between-seed variance plus the shared-noise term from the FID split errors on the shared samples, "
@@ -212,22 +279,25 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
         "column names the feature extractor and the first 12 hex of its weights' sha256."],
         [round_table(df, scale, unit)])
     best = _frontier_section(fr)
-    sections = [_findings_section(findings, params, fr), _setup(params, df), results, per_seed, best]
+    sim_text = sim_summary.get("finding") if isinstance(sim_summary, dict) else None
+    methods = _setup(params, df)
+    methods.paragraphs += verdict_rules(params)
+    sections = [lead, _findings_section(findings, caveats(findings, params, fr, notes)),
+                Section("Figures", figures=list(figures.values())), best,
+                Section("Ticket similarity", [sim_text] if isinstance(sim_text, str) else
+                        ["No similarity summary available."]),
+                methods, results, per_seed]
     if masks:
         sections.append(Section("Ticket sparsity per seed (from mask.json)", [], [mask_table(params, masks)]))
-    sim_text = sim_summary.get("finding") if isinstance(sim_summary, dict) else None
-    sections.append(Section("Ticket similarity", [sim_text] if isinstance(sim_text, str) else
-                            ["No similarity summary available."]))
-    sections.append(Section("Figures", figures=list(figures.values())))
-    if notes:
-        sections.append(Section("Notes", notes))
 
     written.append(save_text(csv_table(params, df).to_csv(index=False), out_dir / "fid_vs_sparsity.csv"))
     written.append(save_text(by_t.to_csv(index=False), out_dir / "heldout_by_t.csv"))
-    written.append(save_json(summary_metrics(params, df, FD.json_ready(findings), FR.json_frontier(fr)),
-                             out_dir / "metrics.json"))
-    written.append(save_text(render_markdown(title, sections), out_dir / "summary.md"))
-    written.append(save_text(render_html(title, sections), out_dir / "index.html"))
+    summary = summary_metrics(params, df, FD.json_ready(findings), FR.json_frontier(fr))
+    written.append(save_json(summary, out_dir / "metrics.json"))
+    top = primary(findings)
+    written.append(save_json(headline(summary, FD.json_ready([top])[0] if top else None), out_dir / "headline.json"))
+    written.append(save_text(render_markdown(page_title, sections), out_dir / "summary.md"))
+    written.append(save_text(render_html(page_title, sections), out_dir / "index.html"))
     return written
 
 

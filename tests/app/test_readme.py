@@ -80,3 +80,40 @@ def test_yaml_errors_keep_their_line_and_column(tmp_path):
     params.write_text("data:\n  dataset: mnist5k\n  image_size: [12\n")
     result = CliRunner().invoke(app, ["check", str(params)])
     assert result.exit_code == 2 and "not valid YAML at line " in result.stderr and "column" in result.stderr
+
+
+def test_check_estimates_the_run_time_and_it_scales(tmp_path):
+    """The estimate grows with the training steps and the model, and matches the measured default study."""
+    import yaml
+
+    from conftest import TINY, merge
+    from pipeline.app import estimate as E
+    from pipeline.app.params import parse_params
+    from pipeline.app.cli import stage_count
+
+    def serial(**over):
+        p = parse_params(merge(TINY, over))
+        return E.estimate(p, stage_count(p), E.REF_MACS, cores=2).serial_s
+
+    base = serial()
+    assert serial(train={"steps": 12})[0] > base[0] and serial(train={"steps": 12})[1] > base[1]
+    bigger = parse_params(TINY)
+    assert E.estimate(bigger, stage_count(bigger), 4 * E.REF_MACS, cores=2).serial_s[0] > base[0]
+    assert serial(imp={"seeds": [1, 2, 3]})[0] > base[0]
+
+    # the study bench/results/parallel_study.json timed: 96 stages, dvc repro 2,720 s, parallel 1,695 s
+    measured = parse_params({"imp": {"seeds": [1, 2, 3], "rounds": [{"k": k, "prev": k - 1} for k in range(1, 6)]},
+                             "controls": {"rounds": [3, 5]}, "train": {"steps": 1200}, "rewind": {"step": 120}})
+    e = E.estimate(measured, stage_count(measured), E.REF_MACS, cores=2)
+    assert stage_count(measured) == 96
+    assert e.serial_s[0] <= 2720 * 1.1 and e.serial_s[1] >= 2720 * 0.9
+    assert e.parallel_s[0] <= 1695 * 1.15 and e.parallel_s[1] >= 1695 * 0.85
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(TINY))
+    ok = CliRunner().invoke(app, ["check", str(params)])
+    assert ok.exit_code == 0 and "  time  " in ok.stdout and "with `dvc repro`" in ok.stdout, ok.stdout
+    params.write_text(yaml.safe_dump(merge(TINY, {"train": {"steps": 6000}})))
+    longer = CliRunner().invoke(app, ["check", str(params)])
+    # 2 seeds x 6 dense steps + (2 seeds x 2 rounds) retrains of 6 - rewind.step 2 steps
+    assert "28 training steps" in ok.stdout and "35,992 training steps" in longer.stdout, longer.stdout

@@ -140,7 +140,8 @@ def make_fake_results(root: Path, with_optional: bool = True, controls: bool = F
 
 EXPECTED = ["fid_vs_sparsity.png", "fid_vs_cost.png", "heldout_by_t.png", "layer_sparsity.png",
             "similarity_heatmap.png", "similarity_depth.png", "similarity_claims.png", "layer_rates.png",
-            "samples.png", "dense_convergence.png", "summary.md", "index.html", "fid_vs_sparsity.csv", "heldout_by_t.csv", "metrics.json"]
+            "samples.png", "dense_convergence.png", "summary.md", "index.html", "fid_vs_sparsity.csv", "heldout_by_t.csv", "metrics.json",
+            "headline.json"]
 
 
 def _md_table(md: str, section: str) -> list[dict]:
@@ -274,7 +275,7 @@ def test_curves_show_each_seed_the_mean_and_the_controls():
         df = load_eval_table(_params(), Path(tmp))
     fig = F.plot_fid_vs_sparsity(df, seed_stats(df), 10.0)
     ax = fig.axes[0]
-    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    lines = {ln.get_gid() or ln.get_label(): ln for ln in ax.get_lines()}
     assert list(lines["seed 1"].get_ydata()) == [_fid(1, k) for k in (0, *ROUNDS)]
     assert list(lines["seed 2"].get_ydata()) == [_fid(2, k) for k in (0, *ROUNDS)]
     # the geometric mean over seeds (FIDs are averaged on the log scale)
@@ -283,9 +284,12 @@ def test_curves_show_each_seed_the_mean_and_the_controls():
     assert lines["seed 1"].get_linewidth() < lines["mean over 2 seed(s)"].get_linewidth()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "mean: 95 % CI of mean" in labels  # the band
-    assert {"reinit control, per seed", "random control, per seed"} <= set(labels)
-    markers = {c.get_label(): c for c in ax.containers}  # the controls' mean with error bars
-    assert set(markers) == {"reinit control, mean (95 % CI of mean)", "random control, mean (95 % CI of mean)"}
+    assert labels.count("each of 2 seed(s)") == 1  # one entry for all seeds, not one per seed
+    assert not any("control" in label for label in labels)  # the controls have their own panel
+    controls = fig.axes[2]
+    markers = {c.get_label() for c in controls.containers}  # the controls' mean with error bars
+    assert {"reinit control (mean, 95 % CI)", "random control (mean, 95 % CI)", "ticket (mean, 95 % CI)"} <= markers
+    assert max(controls.get_ylim()) > 91.0 > max(ax.get_ylim())  # the reinit control's FID does not squash panel 1
 
 
 def test_frontier_follows_the_fixed_sequence_of_ratios_and_convergence_is_only_described(tmp_path):
@@ -405,7 +409,7 @@ def test_html_is_self_contained(report):
     assert "<script" not in page and "<link" not in page
     n_png = sum(p.suffix == ".png" for p in written)
     assert page.count("data:image/png;base64,") == n_png == 10
-    assert page.index("<h2>Findings</h2>") < page.index("<h2>Setup</h2>")
+    assert page.index("<h2>Findings</h2>") < page.index("<h2>Methods</h2>")
     assert "Upstream layers agree more (fake)." in page
 
 
