@@ -32,7 +32,7 @@ LAYOUT = {
     "control_eval": "eval/controls/{kind}/s{seed}/r{k}",
     "similarity": "similarity",
     "budget_train": "budget/s{seed}/r{k}/train",
-    "budget_eval": "budget/s{seed}/r{k}/eval",
+    "budget_eval": "eval/budget/s{seed}/r{k}",  # under eval/: the report reads it with the other evals
     "budget_checkpoint": "checkpoints/budget-s{seed}-r{k}.pt",
 }
 _FIELD = {"seed": r"(?P<seed>\d+)", "k": r"(?P<k>\d+)", "kind": r"(?P<kind>[^/]+)"}

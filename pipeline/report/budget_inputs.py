@@ -1,6 +1,6 @@
 """Reading the budget check: per seed, the FIDs of the dense net and of round budget.round's ticket at
 the study's budget T (the chain's eval outputs, artifacts/eval/s{seed}/r{k}/metrics.json) and at
-budget.factor x T (the eval_budget stage's, artifacts/budget/s{seed}/r{k}/eval/metrics.json).
+budget.factor x T (the eval_budget stage's, artifacts/eval/budget/s{seed}/r{k}/metrics.json).
 """
 from __future__ import annotations
 

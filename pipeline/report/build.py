@@ -15,6 +15,8 @@ from pipeline.report import findings as FD
 from pipeline.report import frontier as FR
 from pipeline.report import text
 from pipeline.core import paths
+from pipeline.data.naming import data_name
+from pipeline.report.budget_inputs import budget_check
 from pipeline.report.headline import headline
 from pipeline.report.inputs import heldout_by_t_table, load_eval_table, require, round_ids
 from pipeline.report.paper import means_from_stats, paper_table
@@ -65,7 +67,7 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
             f"{first['fid_ci_method']}." if isinstance(first.get("fid_ci_method"), str) else "")
     controls = sorted(set(df.loc[~df["main"], "kind"]))
     return Section("Methods", [
-        f"Dataset {params.data.dataset} at {params.data.image_size}x{params.data.image_size}x{params.data.channels}; "
+        f"Data: {data_name(params.data)}; "
         f"U-Net dim {params.model.dim}, dim_mults {list(params.model.dim_mults)}; {len(rounds) - 1} IMP rounds "
         f"removing {params.sparsity.rate:.0%} of surviving prunable weights each ({params.sparsity.schedule} schedule); "
         f"rewind mode {params.rewind.mode}; IMP seeds {list(params.imp.seeds)}, evaluated seeds "
@@ -78,14 +80,7 @@ def _setup(params: Params, df: pd.DataFrame) -> Section:
 def verdict_rules(params: Params) -> list[str]:
     """How every verdict is decided, stated once (the Methods section)."""
     return [
-        "Verdicts are computed from the interval, never typed: "
-        f"ticket vs dense is a fixed sequence of non-inferiority tests with margin report.margin = "
-        f"{params.report.margin:g} of the dense FID (set before the run); the other claims are supported when "
-        "the interval excludes 0 on the predicted side, contradicted when it excludes 0 on the other, and "
-        "inconclusive at this scale otherwise. A ticket verdict against a dense baseline that has not converged "
-        "is provisional and says so. Every paired interval over seeds is between-seed variance plus the "
-        "shared-noise term (all runs share the starting noise and the held-out items), Student-t with "
-        f"Satterthwaite's df. Population: {params.population()}.",
+        FD.methods_paragraph(params) + f" Population: {params.population()}.",
         f"The layerwise claim (sparser or cheaper tickets at non-inferior FID) is judged by `lth-diffusion report compare` "
         f"on the frontier of each run: {text.LAYERWISE_FRONTIER_RULE}."]
 
@@ -94,10 +89,8 @@ def caveats(rows: list[dict[str, Any]], params: Params, fr, notes: list[str]) ->
     """The findings' numbered footnotes: what limits a reading of the table."""
     sentence = FD.beyond_magnitude_sentence(rows)
     conv = fr.converged if fr is not None else None
-    n = len(params.imp.seeds)
-    out = [text.seeds_convergence_sentence(conv)] if conv is not None else []
-    out.append(f"With {n} seeds the exact sign-flip test beside each interval cannot go below p = 2/2^{n} = "
-               f"{2 / 2 ** n:.2g}; the verdicts rest on the t intervals.")
+    out = FD.footnote_lines(rows)
+    out += [text.seeds_convergence_sentence(conv) + " (descriptive: no verdict uses it)"] if conv is not None else []
     if sentence:
         out.append(sentence)
     return out + notes
@@ -107,28 +100,25 @@ def _findings_section(rows: list[dict[str, Any]], notes: list[str]) -> Section:
     return Section("Findings", [], [FD.findings_table(rows)], notes=notes)
 
 
-def answer(rows: list[dict[str, Any]], fr) -> str:
-    """One sentence that answers the primary question. The findings module words it when it offers
-    `primary_finding` and `answer_sentence`; until then, from the ticket-vs-dense row."""
-    primary_finding, answer_sentence = getattr(FD, "primary_finding", None), getattr(FD, "answer_sentence", None)
-    if primary_finding is not None and answer_sentence is not None:
-        return answer_sentence(primary_finding(rows))
-    row = primary(rows)
-    if row is None or row["verdict"] == FD.NOT_MEASURED:
-        why = row["test"] if row is not None else "no ticket-vs-dense row"
-        return f"Do winning tickets exist at ≥ 90 % sparsity? Not measured: {why}."
-    lo, hi = row["ci"]
-    margin = f"; margin {fr.over_seeds.margin:.2f}" if fr is not None else ""
-    return (f"Do winning tickets exist at ≥ 90 % sparsity? {row['verdict'].capitalize()}: ΔFID ticket − dense "
-            f"{row['effect']:+.2f} [{lo:.2f}, {hi:.2f}] at {row['read_at']} (> 0 is worse{margin}).")
+def answer(rows: list[dict[str, Any]]) -> str:
+    """One sentence that answers the primary question."""
+    return FD.answer_sentence(FD.primary_finding(rows))
 
 
-def primary(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
-    """The primary finding's row: the findings module's choice when it offers one, else ticket vs dense."""
-    primary_finding = getattr(FD, "primary_finding", None)
-    if primary_finding is not None:
-        return primary_finding(rows)
-    return next((r for r in rows if r["claim"] == FD.TICKET_CLAIM), None)
+def budget_sentence(budget: Optional[dict[str, Any]]) -> str:
+    """The primary claim's budget evidence in one sentence: its verdict at T and at budget.factor x T."""
+    if budget is None:
+        return "Budget check: off (budget.seeds: []), so the primary verdict is provisional."
+    if budget.get("stable") is None:
+        return f"Budget check: not measured ({', '.join(budget['inputs'].get('missing', [])[:2]) or 'too few seeds'})."
+
+    def at(iv: dict) -> str:
+        return f"{iv['ratio']:.2f}× [{iv['low']:.2f}, {iv['high']:.2f}]"
+
+    return (f"Budget check, FID ratio ticket / dense at round {budget['round']}: {at(budget['interval_T'])} "
+            f"after {budget['steps_T']:,} steps ({budget['verdict_T']}), {at(budget['interval_2T'])} after "
+            f"{budget['steps_2T']:,} ({budget['verdict_2T']}): "
+            + ("the verdict is budget-stable." if budget["stable"] else "the verdict changes with the budget."))
 
 
 def title(params: Params, df: pd.DataFrame) -> str:
@@ -168,7 +158,7 @@ def _frontier_section(fr) -> Section:
     if fr is None:
         best.paragraphs.append("No IMP round: nothing to test.")
         return best
-    best.paragraphs += [f"Over seeds (mean ΔFID): {text.frontier_sentence(fr.over_seeds)}.",
+    best.paragraphs += [f"Over seeds (geometric-mean FID ratio ticket / dense): {text.frontier_sentence(fr.over_seeds)}.",
                         f"Per seed: {text.seeds_frontier_sentence(fr.seeds)}."]
     best.paragraphs += [f"Seed {seed}: {text.frontier_sentence(f)}." for seed, f in fr.seeds.per_seed]
     best.paragraphs.append("The same decision across margins (report.margins, fractions of the dense FID), "
@@ -204,7 +194,10 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
 
     sim_csv, sim_summary_path = paths.similarity_dir(root) / "similarity.csv", paths.similarity_dir(root) / "summary.json"
     sim_summary: Optional[dict] = load_json(sim_summary_path) if sim_summary_path.exists() else None
-    findings = FD.collect(params, df, runs, fr, sim_summary, params.similarity.metric)
+    primary_k = FD.primary_round(params, df)[0]
+    budget = budget_check(params, root, primary_round=primary_k)
+    evidence = None if budget is None or budget.get("stable") is None else budget
+    findings = FD.collect(params, df, runs, fr, sim_summary, params.similarity.metric, budget=evidence)
 
     stops = {}
     if fr is not None:
@@ -214,7 +207,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     figure("fid_vs_sparsity.png", "Left: FID vs prunable weights remaining, each seed (thin) and the mean with its 95 % "
            "interval; X where a seed's fixed sequence of tests stops. Middle: ΔFID ticket − dense with the "
            "non-inferiority margin (green). Right: the ticket beside the controls at the control rounds.",
-           F.plot_fid_vs_sparsity(df, stats, fr.over_seeds.margin if fr is not None else None, stops,
+           F.plot_fid_vs_sparsity(df, stats, fr.fid_margin if fr is not None else None, stops,
                                   fr.deltas if fr is not None else None))
     curves = {s: runs[("dense", s, 0)].curve for s in params.imp.seeds if runs.get(("dense", s, 0)) is not None}
     figure("dense_convergence.png", "Dense baseline: paired per-item improvement of the held-out loss between "
@@ -264,7 +257,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     scale, unit = F.macs_unit(df["macs"])
     page_title = title(params, df)
     lead_caption, lead_path = figures.pop("fid_vs_sparsity.png")
-    lead = Section("Answer", [answer(findings, fr)], [paper_table(means_from_stats(stats, params.sparsity.schedule),
+    lead = Section("Answer", [answer(findings), budget_sentence(budget)], [paper_table(means_from_stats(stats, params.sparsity.schedule),
                                                                   params.sparsity.schedule, scale, unit)],
                    figures=[(lead_caption, lead_path)], lead=True)
     results = Section("Mean over seeds", [
@@ -294,7 +287,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     written.append(save_text(by_t.to_csv(index=False), out_dir / "heldout_by_t.csv"))
     summary = summary_metrics(params, df, FD.json_ready(findings), FR.json_frontier(fr))
     written.append(save_json(summary, out_dir / "metrics.json"))
-    top = primary(findings)
+    top = FD.primary_finding(findings)
     written.append(save_json(headline(summary, FD.json_ready([top])[0] if top else None), out_dir / "headline.json"))
     written.append(save_text(render_markdown(page_title, sections), out_dir / "summary.md"))
     written.append(save_text(render_html(page_title, sections), out_dir / "index.html"))

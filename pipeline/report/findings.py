@@ -248,10 +248,14 @@ def similarity_findings(summary: Optional[dict[str, Any]], metric: str) -> list[
             also.insert(0, f"r(agreement, log fan-in) = {c['r']:+.2f}")
         rule = f"; {c['ci_rule']}" if c.get("ci_rule") else ""
         good = "<0 good" if direction == "negative" else ">0 good"
-        rows.append(finding(claim, f"round {c.get('round', '?')}{who}", superiority(ci, direction), effect=effect,
+        # the similarity stage decides with both sources of variance (pairs and layers) and the layer
+        # permutation p agreeing; its `p` is the larger of the two, the one Holm adjusts
+        verdict = INCONCLUSIVE if c.get("verdict") == "inconclusive" else superiority(ci, direction)
+        p_sim = c.get("p", c.get("p_value"))
+        rows.append(finding(claim, f"round {c.get('round', '?')}{who}", verdict, effect=effect,
                             unit=f"{c.get('metric', metric)} difference ({good})", ci=ci,
                             n=n_pairs if isinstance(n_pairs, int) else None,
-                            p=float(c["p_value"]) if _num(c.get("p_value")) else math.nan, notes=(NOTE_SIM_P,),
+                            p=float(p_sim) if _num(p_sim) else math.nan, notes=(NOTE_SIM_P,),
                             test=f"{c.get('metric', metric)}: {c.get('test', '?')}{rule}",
                             also="; ".join(a for a in also if a)))
     return rows

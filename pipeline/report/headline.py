@@ -30,7 +30,7 @@ def read_at_sparsity(read_at: str) -> Optional[float]:
 
 def headline(metrics: dict[str, Any], primary: Optional[dict[str, Any]]) -> dict[str, Any]:
     """From the summary metrics (reports/metrics.json's content) and the primary finding's row (its
-    effect in the row's own unit: ΔFID ticket − dense for the ticket claim, > 0 worse)."""
+    effect in the row's own unit: the FID ratio ticket / dense for the primary claim, > 1 worse)."""
     frontier = metrics.get("frontier") or {}
     # fid_dense, not dense_fid: metrics.json has dense_fid, and `dvc exp show` would prefix both with
     # their file names (a 31-character column) to tell them apart
@@ -39,8 +39,10 @@ def headline(metrics: dict[str, Any], primary: Optional[dict[str, Any]]) -> dict
     if primary:
         verdict = str(primary.get("verdict", ""))
         m = _QUALIFIED.match(verdict)
+        base = m.group(1) if m else verdict.split(";")[0].strip()
         lo, hi = (primary.get("ci") or [None, None])[:2]
+        at = _num(primary.get("sparsity"), 4) if "sparsity" in primary else None
         out.update({"effect": _num(primary.get("effect"), 2), "effect_lo": _num(lo, 2), "effect_hi": _num(hi, 2),
-                    "at_sparsity": read_at_sparsity(str(primary.get("read_at", ""))),
-                    "verdict": m.group(1) if m else verdict, "provisional": bool(m)})
+                    "at_sparsity": at if at is not None else read_at_sparsity(str(primary.get("read_at", ""))),
+                    "verdict": base, "provisional": "provisional" in verdict})
     return out
