@@ -52,9 +52,14 @@ class Estimate:
 def plan(p, stages: int, cores: int | None = None) -> Plan:
     seeds, rounds = len(p.imp.seeds), len(p.imp.rounds)
     controls = len(p.controls.kinds) * seeds * len(p.controls.rounds)
-    steps = seeds * p.train.steps + (seeds * rounds + controls) * p.retrain_steps()
-    evals = seeds * (1 + rounds) + controls
-    small = stages - seeds - seeds * rounds - controls - evals  # every stage that neither trains nor evaluates
+    budget = len(p.budget.seeds)  # per seed: dense and one ticket again at budget.factor x train.steps
+    long = p.budget.factor * p.train.steps
+    steps = (seeds * p.train.steps + (seeds * rounds + controls) * p.retrain_steps()
+             + budget * (2 * long - p.start_step()))
+    eval_stages = seeds * (1 + rounds) + controls + budget
+    evals = eval_stages + budget  # eval_budget evaluates two nets
+    # every stage that neither trains nor evaluates
+    small = stages - (seeds + seeds * rounds + controls + 2 * budget) - eval_stages
     # the chain of one seed is sequential, so the DAG is about `seeds` wide (controls widen it a little)
     workers = max(1, min(cores or os.cpu_count() or 1, seeds))
     return Plan(stages, steps, evals, small, workers)
