@@ -13,5 +13,8 @@
 - build.py:         writes everything (`build_report`)
 - exp_show.py:      `dvc exp show --json` read into tables
 - compare.py:       `lth-diffusion report compare`: every experiment side by side, the layerwise verdict
+- budget_inputs.py: the budget check's FIDs at T and at budget.factor x T, and its evidence
+- compare_runs.py:  the runs behind reports/compare/ kept in the repository, so a clone rebuilds it
+- compare_paired.py: layerwise vs uniform at equal sparsity: paired ΔFID per round, Holm over rounds
 - snapshot.py:      the README's results block, generated from params.yaml, reports/ and bench/results/
 """

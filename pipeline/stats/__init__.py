@@ -9,5 +9,8 @@
 - pairs.py:       similarity statistics with the ticket pair as the unit (U-statistic, jackknife), the magnitude null
 - frontier.py:    one run's sparsest non-inferior ticket by a fixed sequence of tests: per seed, over seeds, across margins
 - ranking.py:     across schedules: each one's frontier with its cost, the ranking, the layerwise verdict
+- logscale.py:    FID effects as ratios: geometric means and log-ratio intervals over seeds
+- multiplicity.py: Holm's adjustment over the family of secondary claims
+- budget.py:      the primary claim at T and at budget.factor x T: is its verdict budget-stable
 - convergence.py: is the dense baseline converged (paired held-out loss at checkpoints)
 """

@@ -10,7 +10,7 @@ from pipeline.app.deps import imports_of
 
 ROOT = Path(__file__).resolve().parents[2]
 # bottom to top; a module may import its own layer and any layer before it
-LAYERS = ("core", "stats", "runtime", "ddpm", "sparsity", "train", "evaluate", "similarity", "report", "app")
+LAYERS = ("core", "stats", "runtime", "data", "ddpm", "sparsity", "train", "evaluate", "similarity", "report", "app")
 
 
 def _modules() -> dict[str, Path]:

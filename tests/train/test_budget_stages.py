@@ -9,7 +9,7 @@ import torch
 
 from pipeline.core import paths
 from pipeline.core.io import load_json, load_torch
-from pipeline.ddpm import data
+from pipeline.data import sources as data
 from pipeline.sparsity import tickets
 from pipeline.sparsity.masks import Mask
 from pipeline.train.loop import lr_factor
@@ -18,6 +18,7 @@ from stages.dense_budget import run_dense_budget
 from stages.eval_budget import run_eval_budget
 from stages.features import run_features
 from stages.init import run_init
+from stages.prepare import run_prepare
 from stages.prune import run_prune
 from stages.reference import run_reference
 from stages.retrain_budget import run_retrain_budget
@@ -31,6 +32,7 @@ def test_budget_stages_train_twice_as_long_and_evaluate_like_the_chain(tiny, tmp
     params = tiny(rewind={"mode": "checkpoint", "step": 4}, budget={"seeds": [1, 2], "round": 1})
     T, k = params.train.steps, params.rewind.step
     run_init(params)
+    run_prepare(params)
     run_dense(params, 1)
     run_prune(params, 1, 1)
     chain = {p: p.read_bytes() for p in paths.train_dir(1, 0).iterdir()}
