@@ -77,7 +77,13 @@ def snapshot(root: Path, parameters: Optional[int] = None) -> str:
     lines = [START, ""]
     main = _load(root / "reports" / "metrics.json")
     lines.append(f"**Default study** (`params.yaml`): {_study(params, parameters)}.")
-    if main:
+    rounds = len(params["imp"]["rounds"])
+    if main and main.get("final_round") != rounds:
+        # a report of another design is not quoted next to these params
+        lines += ["", f"The committed report (`reports/`) is from an earlier design ({main.get('final_round')} rounds to "
+                      f"{100 * main.get('final_sparsity', float('nan')):.1f} % sparsity), not from these params; its "
+                      f"numbers are not quoted here. Run the command above to make this study's report."]
+    elif main:
         lines += ["", f"Dense FID {main['dense_fid']:.2f} (mean over seeds). Frontier: {main['frontier']['sentence']}.",
                   ""]
         lines += _findings(main["findings"])
