@@ -99,6 +99,7 @@ def retrain_checks(params, work: Path, dry: bool, table: Table) -> None:
     """The stages up to one compiled retrain, then the same retrain on 2 DDP ranks."""
     from stages.dense import run_dense
     from stages.init import run_init
+    from stages.prepare import run_prepare
     from stages.prune import run_prune
     from stages.retrain import run_retrain
     from stages.rewind import run_rewind
@@ -107,6 +108,7 @@ def retrain_checks(params, work: Path, dry: bool, table: Table) -> None:
     (work / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")))
     with gpu_bench.compile_env("0"):  # not what is tested here: eager is quicker for a short run
         run_init(params)
+        run_prepare(params)
         run_dense(params, 1)
     run_prune(params, 1, 1)
     run_rewind(params, 1, 1)

@@ -127,7 +127,7 @@ def title(params: Params, df: pd.DataFrame) -> str:
     dense = df[df["kind"] == "dense"]
     n = int(dense["params_total"].iloc[0]) if len(dense) and pd.notna(dense["params_total"].iloc[0]) else None
     size = f", {n / 1e6:.2f} M-parameter U-Net" if n and n >= 1e6 else f", {n / 1e3:.0f} k-parameter U-Net" if n else ""
-    return (f"Lottery tickets in a diffusion U-Net: {d.dataset} {d.image_size}×{d.image_size}{size}, "
+    return (f"Lottery tickets in a diffusion U-Net: {d.label or d.dataset} {d.image_size}×{d.image_size}{size}, "
             f"{params.sparsity.schedule} schedule, rewind {params.rewind.mode}")
 
 

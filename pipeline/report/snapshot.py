@@ -108,7 +108,8 @@ def snapshot(root: Path, parameters: Optional[int] = None) -> str:
         lines += [f"Dense FID {cifar['dense_fid']:.2f} (mean over seeds).", ""] + _findings(cifar["findings"])
         run = _load(root / "bench" / "results" / "cifar10_cpu.json")
         if run:
-            lines += ["", f"Wall time from an empty cache, {run['how']}: {run['wall_s']:,.0f} s, {run['stages']} stages."]
+            lines += ["", f"Wall time from an empty cache: {run['wall_s']:,.0f} s, {run['stages']} stages, with "
+                          f"{run['how']}."]
     if (root / "reports" / "replicates" / "metrics.json").exists():
         lines += ["", "**8 seeds** ([report](reports/replicates/summary.md)): from the earlier design (rate 0.6 to "
                       "99.0 %, similarity intervals over ticket pairs only); not yet regenerated under "

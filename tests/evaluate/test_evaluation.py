@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+
+from pipeline.data import prepared
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
@@ -263,8 +265,8 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
     for k in (0, 1):
         run_eval(params, 1, k)
     # the held-out loss is measured on the held-out split, never on a training image
-    train_rows = {bytes(r) for r in data.load_uint8(params.data)[0].flatten(1).numpy()}
-    held_u8 = data.to_uint8(seen["heldout"])
+    train_rows = {bytes(r) for r in prepared.load_uint8(params.data)[0].flatten(1).numpy()}
+    held_u8 = prepared.to_uint8(seen["heldout"])
     assert len(held_u8) == 100 and not any(bytes(r) in train_rows for r in held_u8.flatten(1).numpy())
     m0, m1 = (load_json(paths.eval_dir(1, k) / "metrics.json") for k in (0, 1))
     for k, m in ((0, m0), (1, m1)):
@@ -296,7 +298,7 @@ def test_features_reference_eval_end_to_end(tmp_path, monkeypatch, mnist_subset)
 
     # through run_eval, real images score a lower FID than noise: the sampler is replaced by one that
     # returns held-out digits (real, yet not in the reference) or uniform noise; all else is run_eval's
-    real = data.load_dataset(params.data, train=False)[:params.eval.num_samples]
+    real = prepared.load_dataset(params.data, train=False)[:params.eval.num_samples]
     noise = torch.rand(real.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     scores = {}
     for name, images in (("real", real), ("noise", noise)):

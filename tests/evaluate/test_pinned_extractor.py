@@ -14,6 +14,7 @@ import torch
 
 from pipeline.evaluate import pinned as P
 import stages.features as features_stage
+from stages.prepare import run_prepare
 from pipeline.evaluate.reference import extractor_digest
 from pipeline.app.params import load_params, parse_params
 from pipeline.core.config import ConfigError
@@ -49,6 +50,7 @@ def test_default_params_have_a_committed_pin(default_params):
 
 def test_features_stage_copies_the_pin_verbatim(tmp_path, monkeypatch, default_params):
     monkeypatch.chdir(tmp_path)
+    run_prepare(default_params)
     features_stage.run_features(default_params)
     pin = P.find_pin(default_params)
     out = tmp_path / "artifacts/features/classifier.pt"
@@ -64,6 +66,7 @@ def test_features_stage_copies_the_pin_verbatim(tmp_path, monkeypatch, default_p
 
 def test_source_train_or_no_match_trains_and_says_why(tmp_path, monkeypatch, default_params):
     monkeypatch.chdir(tmp_path)
+    run_prepare(default_params)
     tiny = ImageClassifier(1, 12, 4, 8, 10)
     calls = []
 
@@ -101,6 +104,8 @@ def test_modified_pin_fails_loudly_with_one_line(tmp_path, default_params):
     actual = hashlib.sha256(bytes(blob)).hexdigest()
 
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "TQDM_DISABLE": "1"}
+    subprocess.run([sys.executable, "-m", "stages.prepare"], cwd=tmp_path, env=env, check=True, capture_output=True,
+                   timeout=300)
     proc = subprocess.run([sys.executable, "-m", "stages.features"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
