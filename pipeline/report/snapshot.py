@@ -26,6 +26,8 @@ def _num(x: float) -> str:
 
 def _effect(row: dict) -> str:
     lo, hi = row["ci"]
+    if "ratio" in str(row.get("unit", "")):  # a ratio has no sign: 1.07× [0.95, 1.21]
+        return f"{row['effect']:.2f}× [{lo:.2f}, {hi:.2f}]"
     return f"{_num(row['effect'])} [{lo:.2f}, {hi:.2f}]" if abs(row["effect"]) >= 1 else \
         f"{_num(row['effect'])} [{lo:.3f}, {hi:.3f}]"
 
