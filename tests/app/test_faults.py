@@ -20,6 +20,7 @@ from pipeline.evaluate.features import ImageClassifier, classifier_state, load_c
 from pipeline.core.io import load_json, load_torch, save_json, save_text, save_torch
 from pipeline.sparsity.masks import Mask
 from stages.init import run_init
+from stages.prepare import run_prepare
 from pipeline.core.errors import NonFiniteError
 from pipeline.train.loop import train
 
@@ -96,6 +97,7 @@ def test_non_finite_weights_with_finite_losses_stop_too(tiny, tmp_path):
 def _write_theta0(tmp_path, monkeypatch, raw: dict) -> None:
     monkeypatch.chdir(tmp_path)  # stages write relative to the workspace
     run_init(parse_params(raw))
+    run_prepare(parse_params(raw))  # dense reads the prepared training split
 
 
 def test_non_finite_dense_run_exits_with_one_line_and_writes_nothing(tmp_path, monkeypatch):

@@ -60,7 +60,8 @@ def test_unchanged_pixels_stop_at_prepare(project):
 def test_a_changed_heldout_image_reruns_what_reads_the_heldout_split(project):
     edit_pixel(project.path / "images" / "test" / "cat" / "0003.jpg")
     ran = project.ran(project.dvc("repro").stdout)
-    assert ran == {"prepare", "reference", "report"} | EVALS, ran
+    # what reads the held-out split re-runs; the report only if an eval's numbers moved (early cutoff)
+    assert {"prepare", "reference"} | EVALS <= ran <= {"prepare", "reference", "report"} | EVALS, ran
     project.commit("one held-out image")
 
 

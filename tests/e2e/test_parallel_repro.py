@@ -19,7 +19,7 @@ from pipeline.app.params import parse_params
 
 # one IMP round keeps the study small; it still has every kind of stage
 STUDY = merge(TINY, {"imp": {"rounds": [{"k": 1, "prev": 0}]}})
-CHAIN = ["retrain@1-round0", "retrain@2-round0"]  # targets whose upstream is init, dense, layer_rates, prune, rewind
+CHAIN = ["retrain@1-round0", "retrain@2-round0"]  # targets whose upstream is init, prepare, dense, layer_rates, prune, rewind
 
 
 def lock(project: DvcProject) -> dict:
@@ -89,7 +89,7 @@ def test_a_killed_parallel_run_resumes_to_the_same_bytes(serial, tmp_path):
     again = runner(project, "-j", "2", *CHAIN)
     assert again.returncode == 0, again.stderr
     ours, theirs = lock(project), lock(serial)
-    assert set(ours) == {"init", "dense@1", "dense@2", "layer_rates", "prune@1-round0", "prune@2-round0",
+    assert set(ours) == {"init", "prepare", "dense@1", "dense@2", "layer_rates", "prune@1-round0", "prune@2-round0",
                          "rewind@1-round0", "rewind@2-round0", *CHAIN}
     assert all(ours[s] == theirs[s] for s in ours)
     mine = outputs(project)
@@ -121,7 +121,7 @@ def test_submitit_local_executor_runs_stages_through_dvc(tmp_path):
     project = DvcProject(tmp_path, merge(STUDY, {"cluster": {"cpus_per_stage": 1, "time_min": 10}}))
     out = runner(project, "--executor", "submitit-local", "-j", "2", "dense@1")
     assert out.returncode == 0, out.stderr
-    assert set(lock(project)) == {"init", "dense@1"}
+    assert set(lock(project)) == {"init", "prepare", "dense@1"}
     assert "up to date" in project.dvc("status", "dense@1").stdout
     assert list((project.path / "logs" / "submitit").glob("*_submitted.pkl")), "jobs went through submitit"
 
