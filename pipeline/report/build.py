@@ -115,7 +115,10 @@ def budget_sentence(budget: Optional[dict[str, Any]]) -> str:
     def at(iv: dict) -> str:
         return f"{iv['ratio']:.2f}× [{iv['low']:.2f}, {iv['high']:.2f}]"
 
-    return (f"Budget check, FID ratio ticket / dense at round {budget['round']}: {at(budget['interval_T'])} "
+    # one rule at both budgets (pipeline.stats.budget: between-seed t on the log ratios, no shared-noise
+    # term), so its T interval is not the primary row's; the sentence says which it is
+    return (f"Budget check, FID ratio ticket / dense at round {budget['round']} (per-seed t interval, the same "
+            f"rule at both budgets): {at(budget['interval_T'])} "
             f"after {budget['steps_T']:,} steps ({budget['verdict_T']}), {at(budget['interval_2T'])} after "
             f"{budget['steps_2T']:,} ({budget['verdict_2T']}): "
             + ("the verdict is budget-stable." if budget["stable"] else "the verdict changes with the budget."))
@@ -286,6 +289,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     written.append(save_text(csv_table(params, df).to_csv(index=False), out_dir / "fid_vs_sparsity.csv"))
     written.append(save_text(by_t.to_csv(index=False), out_dir / "heldout_by_t.csv"))
     summary = summary_metrics(params, df, FD.json_ready(findings), FR.json_frontier(fr))
+    summary["answer"], summary["budget_check"] = lead.paragraphs  # the page's first two sentences, for the README
     written.append(save_json(summary, out_dir / "metrics.json"))
     top = FD.primary_finding(findings)
     written.append(save_json(headline(summary, FD.json_ready([top])[0] if top else None), out_dir / "headline.json"))

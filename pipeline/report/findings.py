@@ -371,8 +371,9 @@ def findings_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def footnote_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """The footnotes as numbered paragraphs for below the table."""
-    return [f"[{i + 1}] {n}" for i, n in enumerate(footnotes(rows))]
+    """The footnotes for below the table, in the order of their marks: the notes list numbers them, so
+    mark [k] is its k-th item (the list puts the number, not the text)."""
+    return list(footnotes(rows))
 
 
 def methods_paragraph(params) -> str:

@@ -28,8 +28,8 @@ def _effect(row: dict) -> str:
     lo, hi = row["ci"]
     if "ratio" in str(row.get("unit", "")):  # a ratio has no sign: 1.07× [0.95, 1.21]
         return f"{row['effect']:.2f}× [{lo:.2f}, {hi:.2f}]"
-    return f"{_num(row['effect'])} [{lo:.2f}, {hi:.2f}]" if abs(row["effect"]) >= 1 else \
-        f"{_num(row['effect'])} [{lo:.3f}, {hi:.3f}]"
+    return f"{_num(row['effect'])} [{lo:+.2f}, {hi:+.2f}]" if abs(row["effect"]) >= 1 else \
+        f"{_num(row['effect'])} [{lo:+.3f}, {hi:+.3f}]"
 
 
 def _read_at(text: str) -> str:
@@ -43,16 +43,24 @@ def _read_at(text: str) -> str:
 
 def _p(row: dict) -> str:
     p = row.get("p_holm")
-    return f"{p:.2g}" if isinstance(p, (int, float)) and p == p else "–"
+    if not (isinstance(p, (int, float)) and p == p):
+        return "–"
+    return f"{p:.2g} (primary: unadjusted)" if row.get("role") == "primary" else f"{p:.2g}"
 
 
 def _findings(rows: list[dict]) -> list[str]:
     out = ["| claim | read at | effect [95 % interval] | p (Holm) | verdict |", "|---|---|---|---|---|"]
     for row in rows:
-        unit = f" ({row['unit']})" if row.get("unit") else ""
+        unit = f", {row['unit']}" if row.get("unit") else ""
         effect = _effect(row) if isinstance(row.get("effect"), (int, float)) and row["effect"] == row["effect"] else "–"
         out.append(f"| {row['claim']} | {_read_at(row['read_at'])} | {effect}{unit} | {_p(row)} | {row['verdict']} |")
     return out
+
+
+def _answer(metrics: dict) -> list[str]:
+    """The report's own first two sentences (the primary answer and its budget check), as the page opens."""
+    said = [metrics[k] for k in ("answer", "budget_check") if metrics.get(k)]
+    return ["", " ".join(said)] if said else []
 
 
 def _study(params: dict, parameters: Optional[int]) -> str:
@@ -60,7 +68,8 @@ def _study(params: dict, parameters: Optional[int]) -> str:
     rounds = len(imp["rounds"])
     target = 1 - (1 - s["rate"]) ** rounds
     size = f"{parameters:,}-parameter " if parameters else ""
-    controls = (f"{' and '.join(c['kinds'])} controls at rounds {', '.join(map(str, c['rounds']))}"
+    rounds_said = f"round{'s' if len(c['rounds']) > 1 else ''} {', '.join(map(str, c['rounds']))}"
+    controls = (f"{' and '.join(c['kinds'])} controls at {rounds_said}"
                 if c["kinds"] and c["rounds"] else "no controls")
     rewind = params["rewind"]
     rw = f"rewound to step {rewind['step']}" if rewind["mode"] == "checkpoint" else f"rewind {rewind['mode']}"
@@ -86,6 +95,7 @@ def snapshot(root: Path, parameters: Optional[int] = None) -> str:
                       f"{100 * main.get('final_sparsity', float('nan')):.1f} % sparsity), not from these params; its "
                       f"numbers are not quoted here. Run the command above to make this study's report."]
     elif main:
+        lines += _answer(main)
         lines += ["", f"Dense FID {main['dense_fid']:.2f} (mean over seeds). Frontier: {main['frontier']['sentence']}.",
                   ""]
         lines += _findings(main["findings"])
@@ -93,8 +103,8 @@ def snapshot(root: Path, parameters: Optional[int] = None) -> str:
     if bench:
         run = _load(root / "bench" / "results" / "default_study.json")
         if run:
-            lines += ["", f"Wall time of this study from an empty cache, {run['how']}: {run['wall_s']:,.0f} s, "
-                          f"{run['stages']} stages."]
+            lines += ["", f"Wall time of this study from an empty cache: {run['wall_s']:,.0f} s, {run['stages']} stages, "
+                          f"with {run['how']} ([how](bench/results/default_study.json))."]
         lines += ["", f"Serial against parallel, on the earlier {bench['stages']}-stage study from an empty cache on a "
                       f"{bench['cores']}-core CPU machine, no GPU "
                       f"(`python bench/parallel_study.py`, commit {bench['commit']}): `dvc repro` "
@@ -107,6 +117,7 @@ def snapshot(root: Path, parameters: Optional[int] = None) -> str:
     if cifar and preset.exists():
         lines += ["", f"**CIFAR-10 on a CPU** (`params/cifar10-cpu.yaml`, [report](reports/cifar10-cpu/summary.md)): "
                       f"{_study(yaml.safe_load(preset.read_text()), None)}.", ""]
+        lines += _answer(cifar)[1:] + [""] if cifar.get("answer") else []
         lines += [f"Dense FID {cifar['dense_fid']:.2f} (mean over seeds).", ""] + _findings(cifar["findings"])
         run = _load(root / "bench" / "results" / "cifar10_cpu.json")
         if run:

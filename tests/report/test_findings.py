@@ -84,7 +84,7 @@ def test_no_cell_is_longer_than_120_characters_and_caveats_are_footnotes(tmp_pat
     mark = f"[{notes.index(floor) + 1}]"
     primary = table.rows[0]
     assert primary[-1] == "primary" and mark in primary[6] and floor not in " ".join(primary)
-    assert FD.footnote_lines(rows)[notes.index(floor)] == f"{mark} {floor}"
+    assert FD.footnote_lines(rows)[notes.index(floor)] == floor  # item k of the numbered notes is mark [k]
     # every secondary row with a p carries the Holm footnote; the similarity p names its test
     holm = f"[{notes.index(FD.NOTE_HOLM.format(alpha=0.05)) + 1}]"
     assert all(holm in r[6] for r in table.rows if r[-1] == "secondary" and r[5] != "–")

@@ -34,7 +34,9 @@ def test_markdown_opens_with_title_answer_figure_and_paper_table(page):
     assert sections.index("Methods") < sections.index("Results per seed and round")
     assert sections[-2:] == ["Results per seed and round", "Ticket sparsity per seed (from mask.json)"]
     notes = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
-    assert "[1] " in notes and "(descriptive: no verdict uses it)" in notes
+    table, listed = notes.split("Notes:", 1)
+    assert "[1]" in table and "\n1. " in listed and "[1]" not in listed  # mark [k] is item k of the numbered notes
+    assert "(descriptive: no verdict uses it)" in listed
     assert "exact sign-flip test cannot go below p = 2/2^2" in notes or "exact" in notes
     assert "One primary claim, named before the run" not in notes  # a rule of the methods, stated there once
     assert md.count("One primary claim, named before the run") == 1
