@@ -118,10 +118,12 @@ def test_modified_pin_fails_loudly_with_one_line(tmp_path, default_params):
         P.verified_bytes(P.Pin(copy, pin.manifest))
 
 
-def test_pinned_extractor_gives_the_recorded_fid_on_the_same_images(default_params):
+def test_pinned_extractor_gives_the_recorded_fid_on_the_same_images(tmp_path, monkeypatch, default_params):
     """The same real images through the pinned weights give the FID recorded when it was pinned
     (float32 features: equal to ~1e-4 relative across machines), and twice the same here."""
     torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)  # a clean checkout has no prepared data: make it here
+    run_prepare(default_params)
     pin = P.find_pin(default_params)
     recorded = pin.manifest["check"]["fid"]
     now = P.check_fid(default_params, pin.weights)
