@@ -260,7 +260,8 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     scale, unit = F.macs_unit(df["macs"])
     page_title = title(params, df)
     lead_caption, lead_path = figures.pop("fid_vs_sparsity.png")
-    lead = Section("Answer", [answer(findings), budget_sentence(budget)], [paper_table(means_from_stats(stats, params.sparsity.schedule),
+    answer_said, budget_said = answer(findings), budget_sentence(budget)
+    lead = Section("Answer", [answer_said, budget_said], [paper_table(means_from_stats(stats, params.sparsity.schedule),
                                                                   params.sparsity.schedule, scale, unit)],
                    figures=[(lead_caption, lead_path)], lead=True)
     results = Section("Mean over seeds", [
@@ -289,7 +290,7 @@ def build_report(params: Params, out_dir: Path = Path("reports"), artifacts_root
     written.append(save_text(csv_table(params, df).to_csv(index=False), out_dir / "fid_vs_sparsity.csv"))
     written.append(save_text(by_t.to_csv(index=False), out_dir / "heldout_by_t.csv"))
     summary = summary_metrics(params, df, FD.json_ready(findings), FR.json_frontier(fr))
-    summary["answer"], summary["budget_check"] = lead.paragraphs  # the page's first two sentences, for the README
+    summary["answer"], summary["budget_check"] = answer_said, budget_said  # the page's opening, for the README
     written.append(save_json(summary, out_dir / "metrics.json"))
     top = FD.primary_finding(findings)
     written.append(save_json(headline(summary, FD.json_ready([top])[0] if top else None), out_dir / "headline.json"))

@@ -99,12 +99,12 @@ def snapshot(root: Path, parameters: Optional[int] = None) -> str:
         lines += ["", f"Dense FID {main['dense_fid']:.2f} (mean over seeds). Frontier: {main['frontier']['sentence']}.",
                   ""]
         lines += _findings(main["findings"])
+    run = _load(root / "bench" / "results" / "default_study.json")
+    if run:
+        lines += ["", f"Wall time of this study from an empty cache: {run['wall_s']:,.0f} s, {run['stages']} stages, "
+                      f"with {run['how']} ([how](bench/results/default_study.json))."]
     bench = _load(root / "bench" / "results" / "parallel_study.json")
     if bench:
-        run = _load(root / "bench" / "results" / "default_study.json")
-        if run:
-            lines += ["", f"Wall time of this study from an empty cache: {run['wall_s']:,.0f} s, {run['stages']} stages, "
-                          f"with {run['how']} ([how](bench/results/default_study.json))."]
         lines += ["", f"Serial against parallel, on the earlier {bench['stages']}-stage study from an empty cache on a "
                       f"{bench['cores']}-core CPU machine, no GPU "
                       f"(`python bench/parallel_study.py`, commit {bench['commit']}): `dvc repro` "

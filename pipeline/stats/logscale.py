@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .paired import SeedEstimate, _with_rule, one_sample
+from .paired import SeedEstimate, _with_rule, one_sample, replicate_differences
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,9 @@ def log_ratio(a: Sequence[float], b: Sequence[float], a_replicates=None, b_repli
     la, lb = np.log(_positive(a, "a")), np.log(_positive(b, "b"))
     if la.shape != lb.shape or la.ndim != 1:
         raise ValueError("a ratio needs one value per seed on both sides")
-    if (a_replicates is None) != (b_replicates is None):
-        raise ValueError("give replicates for both runs or for neither")
-    reps = None
-    if a_replicates is not None:
-        ra, rb = log_replicates(a, a_replicates, kind), log_replicates(b, b_replicates, kind)
-        if ra.shape != rb.shape or ra.shape[0] != la.size:
-            raise ValueError(f"replicates must be ({la.size}, R) on both sides, got {ra.shape} and {rb.shape}")
-        reps = ra - rb
+    values = {"a_replicates": a, "b_replicates": b}
+    reps = replicate_differences(la.size, a_replicates, b_replicates,
+                                 lambda r, name: log_replicates(values[name], r, kind))
     est = one_sample(la - lb, reps, kind=kind, level=level, null=math.log(null_ratio))
     return _exp(est, "log FID ratio paired by seed, interval on the mean log ratio mapped back with exp; " + est.rule)
 

@@ -186,16 +186,22 @@ def paired(a: Sequence[float], b: Sequence[float], a_replicates=None, b_replicat
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError("a paired difference needs one value per seed on both sides")
-    if (a_replicates is None) != (b_replicates is None):
-        raise ValueError("give replicates for both runs or for neither")
-    reps = None
-    if a_replicates is not None:
-        ra, rb = _as_matrix(a_replicates, "a_replicates"), _as_matrix(b_replicates, "b_replicates")
-        if ra.shape != rb.shape or ra.shape[0] != a.size:
-            raise ValueError(f"replicates must be ({a.size}, R) on both sides, got {ra.shape} and {rb.shape}")
-        reps = ra - rb
+    reps = replicate_differences(a.size, a_replicates, b_replicates, _as_matrix)
     est = one_sample(a - b, reps, kind=kind, level=level, null=null)
     return _with_rule(est, "paired by seed; " + est.rule)
+
+
+def replicate_differences(n: int, a_replicates, b_replicates, as_matrix) -> Optional[np.ndarray]:
+    """D_s[r] = A_s[r] − B_s[r] of two runs' replicates drawn on the same indices (None without
+    replicates); `as_matrix(replicates, name)` checks each side and brings it to (n, R)."""
+    if (a_replicates is None) != (b_replicates is None):
+        raise ValueError("give replicates for both runs or for neither")
+    if a_replicates is None:
+        return None
+    ra, rb = as_matrix(a_replicates, "a_replicates"), as_matrix(b_replicates, "b_replicates")
+    if ra.shape != rb.shape or ra.shape[0] != n:
+        raise ValueError(f"replicates must be ({n}, R) on both sides, got {ra.shape} and {rb.shape}")
+    return ra - rb
 
 
 def _with_rule(est: SeedEstimate, rule: str) -> SeedEstimate:
